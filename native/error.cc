@@ -1,0 +1,19 @@
+#include "qrank/error.h"
+
+namespace qrank {
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kModelNotFound: return "MODEL_NOT_FOUND";
+    case ErrorCode::kBadModel: return "BAD_MODEL";
+    case ErrorCode::kInvalidInput: return "INVALID_INPUT";
+    case ErrorCode::kClosed: return "CLOSED";
+    case ErrorCode::kAborted: return "ABORTED";
+    case ErrorCode::kOutOfMemory: return "OUT_OF_MEMORY";
+    case ErrorCode::kUnsupported: return "UNSUPPORTED";
+    case ErrorCode::kEngineFailure: return "ENGINE_FAILURE";
+  }
+  return "ENGINE_FAILURE";
+}
+
+}  // namespace qrank

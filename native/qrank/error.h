@@ -1,0 +1,32 @@
+// Errors that cross qrank's layers. Every failure the engine reports carries a stable code that the
+// N-API glue maps 1:1 onto QrankError.code in JavaScript.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace qrank {
+
+enum class ErrorCode {
+  kModelNotFound,  // the model file does not exist or cannot be read
+  kBadModel,       // the file is not a usable model for the requested role
+  kInvalidInput,   // the caller's input is wrong (empty, too long for the template, ...)
+  kClosed,         // the model was closed before the work ran
+  kAborted,        // the caller aborted the work
+  kOutOfMemory,    // an allocation in the engine failed
+  kUnsupported,    // this build or machine cannot do what was asked (e.g. CUDA in a CPU build)
+  kEngineFailure,  // the engine failed for a reason of its own
+};
+
+const char* error_code_name(ErrorCode code);
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+}  // namespace qrank
