@@ -1,0 +1,117 @@
+/**
+ * Loads the native addon: prebuilds/<platform>-<arch>/ first, then build/Release (node-gyp-build).
+ * A prebuild targets x86-64-v3 (AVX2, FMA, F16C); on an older x86 CPU it would die with SIGILL,
+ * so the CPU is checked first and the caller gets an error that says what to do instead.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { QrankError } from './errors';
+
+export interface NativeOutcome {
+  values: Float32Array;
+  width: number;
+  tokenCounts: Int32Array;
+  truncated: number;
+}
+
+export type NativeCallback = (err: Error | null, result?: NativeOutcome) => void;
+
+export interface NativeModelInfo {
+  path: string;
+  architecture: string;
+  name: string;
+  description: string;
+  pooling: string;
+  contextLength: number;
+  embeddingLength: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocabSize: number;
+  parameters: number;
+  sizeBytes: number;
+  classLabels: string[];
+  causal: boolean;
+  synthetic: boolean;
+  recipe: string;
+  backend: string;
+  maxLength: number;
+  defaultInstruction: string;
+}
+
+export interface NativeStats {
+  batches: number;
+  sequences: number;
+  tokensEvaluated: number;
+  tokensReused: number;
+  queuedCalls: number;
+  completedCalls: number;
+}
+
+export interface NativeModel {
+  score(queries: string[], documents: string[], instruction: string, callback: NativeCallback): number;
+  embed(texts: string[], kind: 'query' | 'document', instruction: string, dimensions: number, callback: NativeCallback): number;
+  cancel(id: number): void;
+  tokenize(text: string): Int32Array;
+  detokenize(tokens: Int32Array): string;
+  formatPair(query: string, document: string, instruction: string): { text: string; tokens: Int32Array };
+  formatText(text: string, kind: 'query' | 'document', instruction: string): { text: string; tokens: Int32Array };
+  info(): NativeModelInfo;
+  stats(): NativeStats;
+  close(callback: (err: Error | null) => void): void;
+}
+
+export interface NativeLoadOptions {
+  model: string;
+  role: 'reranker' | 'embedder';
+  device: 'auto' | 'cpu' | 'cuda';
+  maxLength?: number;
+  batchTokens?: number;
+  maxSequences?: number;
+  threads?: number;
+}
+
+export interface NativeBinding {
+  loadModel(options: NativeLoadOptions, onProgress?: (p: number) => void): { promise: Promise<NativeModel>; cancel(): void };
+  cudaAvailable: boolean;
+}
+
+const REQUIRED_X86_FLAGS = ['avx2', 'fma', 'f16c'];
+
+function checkCpu(): void {
+  if (process.arch !== 'x64' || process.platform !== 'linux' || process.env.QRANK_SKIP_CPU_CHECK) return;
+  let flags: string[];
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    flags = line ? line.split(':')[1].trim().split(/\s+/) : [];
+  } catch {
+    return; // no /proc: nothing to check against
+  }
+  const missing = REQUIRED_X86_FLAGS.filter((f) => !flags.includes(f));
+  if (missing.length > 0) {
+    throw new QrankError(
+      'UNSUPPORTED',
+      `this CPU lacks ${missing.join(', ')}, which qrank's build targets (x86-64-v3); rebuild from source with ` +
+        `QRANK_CMAKE_ARGS="-DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF" npm rebuild qrank`,
+    );
+  }
+}
+
+let cached: NativeBinding | undefined;
+
+export function binding(): NativeBinding {
+  if (cached) return cached;
+  checkCpu();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => NativeBinding;
+    cached = load(join(__dirname, '..'));
+  } catch (err) {
+    throw new QrankError(
+      'NATIVE_LOAD_FAILED',
+      `qrank's native addon could not be loaded (${(err as Error).message}); run 'npm rebuild qrank' to build it from source`,
+      { cause: err },
+    );
+  }
+  return cached;
+}

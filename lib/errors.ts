@@ -1,0 +1,62 @@
+/**
+ * QrankError: every failure qrank reports, with a stable `code` that callers can switch on.
+ * The native layer sets the same codes; `rethrow` keeps the caller's stack across the async hop.
+ */
+export type QrankErrorCode =
+  | 'MODEL_NOT_FOUND'
+  | 'BAD_MODEL'
+  | 'INVALID_INPUT'
+  | 'CLOSED'
+  | 'ABORTED'
+  | 'OUT_OF_MEMORY'
+  | 'UNSUPPORTED'
+  | 'ENGINE_FAILURE'
+  | 'NATIVE_LOAD_FAILED';
+
+const CODES = new Set<string>([
+  'MODEL_NOT_FOUND',
+  'BAD_MODEL',
+  'INVALID_INPUT',
+  'CLOSED',
+  'ABORTED',
+  'OUT_OF_MEMORY',
+  'UNSUPPORTED',
+  'ENGINE_FAILURE',
+  'NATIVE_LOAD_FAILED',
+]);
+
+export class QrankError extends Error {
+  readonly code: QrankErrorCode;
+
+  constructor(code: QrankErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'QrankError';
+    this.code = code;
+  }
+}
+
+/** The caller's stack, captured before work goes off the JS thread (sharp's trick). */
+export function callerStack(): string {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, callerStack);
+  return holder.stack ?? '';
+}
+
+/** Turns anything the native layer threw into a QrankError carrying `stack` from the call site. */
+export function toQrankError(err: unknown, stack?: string): QrankError {
+  let out: QrankError;
+  if (err instanceof QrankError) {
+    out = err;
+  } else if (err instanceof Error) {
+    const code = (err as Error & { code?: string }).code;
+    out = new QrankError(code && CODES.has(code) ? (code as QrankErrorCode) : 'ENGINE_FAILURE', err.message, { cause: err });
+  } else {
+    out = new QrankError('ENGINE_FAILURE', String(err));
+  }
+  if (stack) out.stack = `${out.name} [${out.code}]: ${out.message}\n${stack.split('\n').slice(1).join('\n')}`;
+  return out;
+}
+
+export function invalid(message: string): QrankError {
+  return new QrankError('INVALID_INPUT', message);
+}

@@ -1,0 +1,10 @@
+/**
+ * qrank: in-process multilingual search core. Typed API over the native addon.
+ */
+export { Reranker } from './reranker';
+export type { RerankOptions, RerankResult, ScoreOptions, Pair, RerankUsage } from './reranker';
+export { Embedder } from './embedder';
+export type { EmbedOptions, TextKind } from './embedder';
+export type { LoadOptions, ModelInfo, ModelStats, Device } from './model-handle';
+export { QrankError } from './errors';
+export type { QrankErrorCode } from './errors';

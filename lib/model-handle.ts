@@ -1,0 +1,143 @@
+/**
+ * What Reranker and Embedder share: loading with progress and abort, one pending-call path that
+ * turns native callbacks into promises (abort, close and error mapping in one place), and close().
+ */
+import { resolve } from 'node:path';
+import { binding, type NativeCallback, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
+import { QrankError, callerStack, toQrankError } from './errors';
+import { loadOptionsSchema, parseOptions } from './validate';
+
+export type Device = 'auto' | 'cpu' | 'cuda';
+
+export interface LoadOptions {
+  /** Path to a GGUF file. */
+  model: string;
+  /** 'auto' picks the fastest backend this build has for the model; 'cuda' fails where there is none. */
+  device?: Device;
+  /** Tokens per sequence; longer documents are truncated. Default: the model's context length. */
+  maxLength?: number;
+  /** Token budget of one batch: concurrent calls are packed up to it. */
+  batchTokens?: number;
+  /** Sequences per batch (at most 256). */
+  maxSequences?: number;
+  /** CPU threads (default: all cores). */
+  threads?: number;
+  /** Aborts the load. */
+  signal?: AbortSignal;
+  /** Load progress in [0, 1]. */
+  onProgress?: (progress: number) => void;
+}
+
+export type ModelInfo = NativeModelInfo;
+export type ModelStats = NativeStats;
+
+export async function loadNative(options: LoadOptions, role: 'reranker' | 'embedder', stack: string): Promise<NativeModel> {
+  const o = parseOptions(loadOptionsSchema, options, 'options');
+  if (o.signal?.aborted) throw toQrankError(new QrankError('ABORTED', 'model load aborted'), stack);
+  let task: ReturnType<ReturnType<typeof binding>['loadModel']>;
+  try {
+    task = binding().loadModel(
+      {
+        model: resolve(o.model),
+        role,
+        device: o.device,
+        maxLength: o.maxLength,
+        batchTokens: o.batchTokens,
+        maxSequences: o.maxSequences,
+        threads: o.threads,
+      },
+      o.onProgress,
+    );
+  } catch (err) {
+    throw toQrankError(err, stack);
+  }
+  const onAbort = () => task.cancel();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await task.promise;
+  } catch (err) {
+    throw toQrankError(err, stack);
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+export abstract class ModelHandle {
+  /** Architecture, context length, pooling, sizes, recipe and backend of the loaded model. */
+  readonly info: ModelInfo;
+  protected readonly native: NativeModel;
+  private closing?: Promise<void>;
+
+  protected constructor(native: NativeModel) {
+    this.native = native;
+    this.info = Object.freeze(native.info());
+  }
+
+  /** Token ids of `text` in the model's vocabulary (special tokens written in the text are parsed). */
+  tokenize(text: string): number[] {
+    return Array.from(this.guardSync(() => this.native.tokenize(text)));
+  }
+
+  countTokens(text: string): number {
+    return this.guardSync(() => this.native.tokenize(text)).length;
+  }
+
+  detokenize(tokens: readonly number[] | Int32Array): string {
+    return this.guardSync(() => this.native.detokenize(Int32Array.from(tokens)));
+  }
+
+  /** Batches run, sequences and tokens evaluated, tokens saved by prefix reuse, queue depth. */
+  stats(): ModelStats {
+    return this.guardSync(() => this.native.stats());
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Frees the model. Calls still queued or running reject with CLOSED. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((done) => this.native.close(() => done()));
+    return this.closing;
+  }
+
+  protected guardSync<T>(fn: () => T): T {
+    if (this.closing) throw new QrankError('CLOSED', 'the model is closed');
+    try {
+      return fn();
+    } catch (err) {
+      throw toQrankError(err, callerStack());
+    }
+  }
+
+  /** Starts a native call and settles once: on its callback, on abort, or on a synchronous throw. */
+  protected run(start: (callback: NativeCallback) => number, signal: AbortSignal | undefined, stack: string): Promise<NativeOutcome> {
+    return new Promise<NativeOutcome>((resolvePromise, reject) => {
+      if (this.closing) return reject(toQrankError(new QrankError('CLOSED', 'the model is closed'), stack));
+      if (signal?.aborted) return reject(toQrankError(new QrankError('ABORTED', 'the call was aborted'), stack));
+      let settled = false;
+      let id = -1;
+      const onAbort = () => {
+        if (settled) return;
+        settled = true;
+        if (id >= 0) this.native.cancel(id);
+        reject(toQrankError(new QrankError('ABORTED', 'the call was aborted'), stack));
+      };
+      try {
+        id = start((err, result) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (settled) return;
+          settled = true;
+          if (err) reject(toQrankError(err, stack));
+          else resolvePromise(result as NativeOutcome);
+        });
+      } catch (err) {
+        settled = true;
+        return reject(toQrankError(err, stack));
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+export { callerStack };
