@@ -1,0 +1,72 @@
+/**
+ * The package as users get it: `npm run prebuild` makes prebuilds/linux-x64/, `npm pack` makes the
+ * tarball, and an empty project installs it and scores with it on a PATH that has no compiler,
+ * cmake or make. Runs in a copy of the package so the running suite's build/ is never touched.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MODELS, ROOT } from './helpers';
+
+const work = mkdtempSync(join(tmpdir(), 'qrank-pack-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): string {
+  return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+}
+
+describe('packaging', () => {
+  it('prebuilds, packs, installs in an empty project and loads without a compiler', { timeout: 600_000 }, () => {
+    const pkg = join(work, 'pkg');
+    mkdirSync(pkg);
+    for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'tsconfig.json', 'tsconfig.build.json', 'src', 'native', 'lib', 'scripts', 'bench']) {
+      cpSync(join(ROOT, f), join(pkg, f), { recursive: true });
+    }
+    // the dependencies, the llama.cpp source and the CMake tree of this checkout are reused
+    for (const d of ['node_modules', 'deps', 'build-core']) symlinkSync(join(ROOT, d), join(pkg, d));
+
+    run('npm', ['run', 'prebuild', '--silent'], pkg);
+    const prebuilt = readdirSync(join(pkg, 'prebuilds', `${process.platform}-${process.arch}`));
+    expect(prebuilt.some((f) => f.endsWith('.node'))).toBe(true);
+
+    const tarball = run('npm', ['pack', '--silent'], pkg).trim().split('\n').pop()!;
+    const listing = run('tar', ['tzf', join(pkg, tarball)], pkg);
+    expect(listing).toContain(`package/prebuilds/${process.platform}-${process.arch}/`);
+    expect(listing).toContain('package/dist/index.js');
+    expect(listing).not.toContain('package/test/');
+
+    // a PATH with node and sh alone (npm runs install scripts with sh): no cc, c++, make, cmake, python
+    const bin = join(work, 'bin');
+    mkdirSync(bin);
+    symlinkSync(process.execPath, join(bin, 'node'));
+    symlinkSync('/bin/sh', join(bin, 'sh'));
+    const npmCli = realpathSync(run('sh', ['-c', 'command -v npm'], ROOT).trim());
+    const bare = { ...process.env, PATH: bin, CC: '/bin/false', CXX: '/bin/false' };
+
+    const app = join(work, 'app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+    const install = spawnSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', join(pkg, tarball)], {
+      cwd: app,
+      env: bare,
+      encoding: 'utf8',
+    });
+    expect(install.status, install.stderr).toBe(0);
+    expect(install.stderr + install.stdout).toContain('qrank: using the prebuild');
+    expect(existsSync(join(app, 'node_modules', 'qrank', 'build'))).toBe(false);
+
+    const script = `
+      const { Reranker } = require('qrank');
+      Reranker.load({ model: ${JSON.stringify(MODELS.reranker)}, threads: 1 }).then(async (rr) => {
+        const r = await rr.rerank('auriculares bluetooth', ['wireless headphones', 'kitchen knife']);
+        console.log(JSON.stringify(r));
+        await rr.close();
+      });`;
+    const out = JSON.parse(run(process.execPath, ['-e', script], app, bare));
+    expect(out).toHaveLength(2);
+    expect(out[0].score).toBeGreaterThan(0);
+    expect(out[0].score).toBeLessThan(1);
+  });
+});
