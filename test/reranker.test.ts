@@ -43,16 +43,16 @@ describe('Reranker.load', () => {
 
   it('reports progress and can be aborted', async () => {
     const seen: number[] = [];
-    const m = await Reranker.load({ model: MODELS.reranker, onProgress: (p) => seen.push(p) });
+    const m = await Reranker.load({ model: MODELS.reranker, onProgress: (p) => seen.push(p), threads: 1 });
     await m.close();
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.at(-1)).toBe(1);
     const ac = new AbortController();
     ac.abort();
-    await rejectsWithCode(Reranker.load({ model: MODELS.reranker, signal: ac.signal }), 'ABORTED');
+    await rejectsWithCode(Reranker.load({ model: MODELS.reranker, signal: ac.signal, threads: 1 }), 'ABORTED');
     // aborted while loading: the vocabulary alone takes longer to read than this tick
     const ac2 = new AbortController();
-    const loading = Reranker.load({ model: MODELS.reranker, signal: ac2.signal });
+    const loading = Reranker.load({ model: MODELS.reranker, signal: ac2.signal, threads: 1 });
     ac2.abort();
     await rejectsWithCode(loading, 'ABORTED');
   });
@@ -62,9 +62,9 @@ describe('Reranker.load', () => {
     const junk = join(ROOT, 'test', '.models', 'junk.gguf');
     writeFileSync(junk, 'this is not a gguf file');
     await rejectsWithCode(Reranker.load({ model: junk }), 'BAD_MODEL');
-    const wrongRole = await rejectsWithCode(Reranker.load({ model: MODELS.embedder }), 'BAD_MODEL');
+    const wrongRole = await rejectsWithCode(Reranker.load({ model: MODELS.embedder, threads: 1 }), 'BAD_MODEL');
     expect(wrongRole.message).toMatch(/Embedder/);
-    await rejectsWithCode(Reranker.load({ model: MODELS.reranker, device: 'cuda' }), 'UNSUPPORTED');
+    await rejectsWithCode(Reranker.load({ model: MODELS.reranker, device: 'cuda', threads: 1 }), 'UNSUPPORTED');
     await rejectsWithCode(Reranker.load({ model: MODELS.reranker, threads: 0 }), 'INVALID_INPUT');
     await rejectsWithCode(Reranker.load({ model: MODELS.reranker, bogus: 1 } as never), 'INVALID_INPUT');
     await rejectsWithCode(Reranker.load(undefined as never), 'INVALID_INPUT');
@@ -104,7 +104,7 @@ describe('the Qwen3-Reranker recipe', () => {
   });
 
   it('rejects a query that leaves no room for the document', async () => {
-    const small = await Reranker.load({ model: MODELS.reranker, maxLength: 80 });
+    const small = await Reranker.load({ model: MODELS.reranker, maxLength: 80, threads: 1 });
     try {
       const err = throwsWithCode(() => small.formatPair('word '.repeat(200), 'doc'), 'INVALID_INPUT');
       expect(err.message).toMatch(/maxLength 80/);
@@ -156,7 +156,7 @@ describe('rerank and score', () => {
     const alone: number[] = [];
     for (const d of docs) alone.push((await rr.score([{ query, document: d }]))[0]);
     const batched = await rr.score(docs.map((document) => ({ query, document })));
-    const noReuse = await Reranker.load({ model: MODELS.reranker, maxSequences: 1 });
+    const noReuse = await Reranker.load({ model: MODELS.reranker, maxSequences: 1, threads: 1 });
     try {
       const unshared = await noReuse.score(docs.map((document) => ({ query, document })));
       for (let i = 0; i < docs.length; i++) {
@@ -266,7 +266,7 @@ describe('abort and close', () => {
   });
 
   it('close() rejects calls in flight with CLOSED and later calls too', async () => {
-    const m = await Reranker.load({ model: MODELS.reranker });
+    const m = await Reranker.load({ model: MODELS.reranker, threads: 1 });
     const inflight = m.rerank('headphones', makeDocs(2000, 20, 9));
     const closing = m.close();
     await rejectsWithCode(inflight, 'CLOSED');

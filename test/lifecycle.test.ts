@@ -1,0 +1,82 @@
+/**
+ * Lifetimes that end without close(): process exit with calls in flight, a worker thread terminated
+ * while its model works, and a model left to the garbage collector. Each runs in a child process
+ * (on the compiled dist/, rebuilt first) so a crash shows as a bad exit status.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { MODELS, ROOT } from './helpers';
+
+const qrank = JSON.stringify(join(ROOT, 'dist', 'index.js'));
+const model = JSON.stringify(MODELS.reranker);
+
+beforeAll(() => {
+  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT });
+}, 120_000);
+
+function child(code: string, args: string[] = []): { status: number | null; signal: NodeJS.Signals | null; output: string } {
+  const r = spawnSync(process.execPath, [...args, '-e', code], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, signal: r.signal, output: `${r.stdout}${r.stderr}` };
+}
+
+describe('lifecycle without close()', () => {
+  it('exits cleanly with calls still running', () => {
+    const r = child(`
+      const { Reranker } = require(${qrank});
+      Reranker.load({ model: ${model}, threads: 1 }).then((rr) => {
+        rr.rerank('q', Array.from({ length: 3000 }, (_, i) => 'doc ' + i)).catch(() => {});
+        setTimeout(() => { console.log('exiting'); process.exit(0); }, 50);
+      });`);
+    expect(r.signal).toBeNull();
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain('exiting');
+  });
+
+  it('lets the process end on its own once no call is pending (the event loop is not held)', () => {
+    const r = child(`
+      const { Reranker } = require(${qrank});
+      Reranker.load({ model: ${model}, threads: 1 }).then(async (rr) => {
+        const res = await rr.rerank('q', ['a', 'b']);
+        console.log('done', res.length);
+      });`);
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain('done 2');
+  });
+
+  it('survives a worker thread terminated while its model works', () => {
+    const r = child(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const { parentPort } = require('node:worker_threads');
+        const { Reranker } = require(${JSON.stringify(qrank).slice(1, -1)});
+        Reranker.load({ model: ${JSON.stringify(model).slice(1, -1)}, threads: 1 }).then((rr) => {
+          rr.rerank('q', Array.from({ length: 3000 }, (_, i) => 'doc ' + i)).catch(() => {});
+          parentPort.postMessage('busy');
+        });\`, { eval: true });
+      w.on('message', () => setTimeout(() => w.terminate().then(() => console.log('terminated')), 50));`);
+    expect(r.signal).toBeNull();
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain('terminated');
+  });
+
+  it('frees a model that is garbage-collected without close()', () => {
+    const r = child(
+      `
+      const { Reranker } = require(${qrank});
+      (async () => {
+        for (let i = 0; i < 3; i++) {
+          let rr = await Reranker.load({ model: ${model}, threads: 1 });
+          await rr.rerank('q', ['a']);
+          rr = null;
+          global.gc();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        console.log('ok');
+      })();`,
+      ['--expose-gc'],
+    );
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain('ok');
+  });
+});
