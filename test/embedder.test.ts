@@ -68,8 +68,8 @@ describe('Embedder', () => {
     const alone = [];
     for (const t of texts) alone.push((await em.embed([t], { kind: 'document' }))[0]);
     const together = await Promise.all(texts.map((t) => em.embed([t], { kind: 'document' })));
-    // same bound as the reranker's (F16 K/V rounding under different batch shapes)
-    together.forEach(([v], i) => v.forEach((x, j) => expect(Math.abs(x - alone[i][j])).toBeLessThan(1e-4)));
+    // the bound of golden.test.ts: F16 K/V rounding under different batch shapes
+    together.forEach(([v], i) => v.forEach((x, j) => expect(Math.abs(x - alone[i][j])).toBeLessThan(2e-3)));
   });
 
   it('rejects bad input with INVALID_INPUT', async () => {

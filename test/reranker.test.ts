@@ -10,9 +10,10 @@ const QWEN3_PREFIX =
 const QWEN3_SUFFIX = '<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n';
 const DEFAULT_INSTRUCTION = 'Given a web search query, retrieve relevant passages that answer the query';
 // Batch composition changes which matmul kernel and summation order llama.cpp uses, and K/V are
-// stored as F16: one rounding flip is 2^-11 (4.9e-4) relative on one K/V element, which moves a
-// probability by far less than 1e-4. Different batches must agree to that, not bit for bit.
-const BATCH_TOLERANCE = 1e-4;
+// stored as F16, so a value can round to the neighbouring F16 (2^-11 relative) in one batch and not
+// in another; test/golden.test.ts derives what that does to these models' outputs (~1e-3 at most).
+// Different batches must agree to that bound, not bit for bit; a wrong prefix is off by 1e-2+.
+const BATCH_TOLERANCE = 1e-3;
 
 let rr: Reranker;
 
