@@ -10,6 +10,9 @@ export type QrankErrorCode =
   | 'ABORTED'
   | 'OUT_OF_MEMORY'
   | 'UNSUPPORTED'
+  | 'INDEX_NOT_FOUND'
+  | 'BAD_INDEX'
+  | 'IO_ERROR'
   | 'ENGINE_FAILURE'
   | 'NATIVE_LOAD_FAILED';
 
@@ -21,6 +24,9 @@ const CODES = new Set<string>([
   'ABORTED',
   'OUT_OF_MEMORY',
   'UNSUPPORTED',
+  'INDEX_NOT_FOUND',
+  'BAD_INDEX',
+  'IO_ERROR',
   'ENGINE_FAILURE',
   'NATIVE_LOAD_FAILED',
 ]);

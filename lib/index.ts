@@ -6,5 +6,7 @@ export type { RerankOptions, RerankResult, ScoreOptions, Pair, RerankUsage } fro
 export { Embedder } from './embedder';
 export type { EmbedOptions, TextKind } from './embedder';
 export type { LoadOptions, ModelInfo, ModelStats, Device } from './model-handle';
+export { VectorIndex } from './vector-index';
+export type { IndexOptions, IndexSearchOptions, IndexHits, IndexKind, Metric, Ids } from './vector-index';
 export { QrankError } from './errors';
 export type { QrankErrorCode } from './errors';

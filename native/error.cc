@@ -11,6 +11,9 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kAborted: return "ABORTED";
     case ErrorCode::kOutOfMemory: return "OUT_OF_MEMORY";
     case ErrorCode::kUnsupported: return "UNSUPPORTED";
+    case ErrorCode::kIndexNotFound: return "INDEX_NOT_FOUND";
+    case ErrorCode::kBadIndex: return "BAD_INDEX";
+    case ErrorCode::kIoError: return "IO_ERROR";
     case ErrorCode::kEngineFailure: return "ENGINE_FAILURE";
   }
   return "ENGINE_FAILURE";

@@ -7,7 +7,7 @@
 //   node scripts/build-core.mjs --target T    build one CMake target (qrank_bench, llama-embedding)
 // The CMake tree lives in build-core/, apart from build/, which node-gyp wipes on every rebuild.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,20 +48,13 @@ function buildTargets(targets) {
   run('cmake', ['--build', buildDir, '--parallel', jobs, ...targets.flatMap((t) => ['--target', t])]);
 }
 
-const STATIC_LIBS = [
-  'libqrank_core.a',
-  'llama.cpp/src/libllama.a',
-  'llama.cpp/ggml/src/libggml.a',
-  'llama.cpp/ggml/src/libggml-cpu.a',
-  'llama.cpp/ggml/src/libggml-base.a',
-];
-
 function main(argv) {
   need('cmake', 'cmake');
   ensureLlamaSource();
   if (argv.includes('--gyp-libs')) {
     buildTargets(['qrank_core']);
-    process.stdout.write(STATIC_LIBS.map((l) => join(buildDir, l)).join(' ') + ' -lpthread -ldl\n');
+    // CMake writes the link line (its own static libraries, libfaiss and what FAISS needs)
+    process.stdout.write(readFileSync(join(buildDir, 'gyp-libs.txt'), 'utf8'));
     return;
   }
   const t = argv.indexOf('--target');

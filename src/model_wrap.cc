@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "addon_data.h"
 #include "errors.h"
 
 namespace qrank_node {
@@ -133,7 +134,7 @@ class LoadWorker final : public Napi::AsyncProgressWorker<float> {
 
   void OnOK() override {
     Napi::Env env = Env();
-    Napi::Object obj = env.GetInstanceData<Napi::FunctionReference>()->New({});
+    Napi::Object obj = addon_data(env).model_constructor.New({});
     NativeModel::Unwrap(obj)->Attach(env, std::move(pipeline_));
     deferred_.Resolve(obj);
   }
@@ -180,7 +181,7 @@ Napi::Function NativeModel::Init(Napi::Env env) {
                                         InstanceMethod<&NativeModel::Stats>("stats"),
                                         InstanceMethod<&NativeModel::Close>("close"),
                                     });
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  addon_data(env).model_constructor = Napi::Persistent(ctor);
   return ctor;
 }
 

@@ -15,6 +15,9 @@ enum class ErrorCode {
   kAborted,        // the caller aborted the work
   kOutOfMemory,    // an allocation in the engine failed
   kUnsupported,    // this build or machine cannot do what was asked (e.g. CUDA in a CPU build)
+  kIndexNotFound,  // no index file at that path
+  kBadIndex,       // the index file is damaged or not a qrank index
+  kIoError,        // reading or writing a file failed
   kEngineFailure,  // the engine failed for a reason of its own
 };
 

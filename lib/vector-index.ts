@@ -1,0 +1,200 @@
+/**
+ * VectorIndex: vector recall over FAISS (the system's libfaiss, CPU). Kinds: 'flat' (exact),
+ * 'hnsw' (graph), 'ivf' and 'ivfpq' (inverted lists; they train on the first vectors added, or on an
+ * explicit train()). Adds, removes, searches and saves run off the JS thread; searches run
+ * concurrently with each other. Filters restrict the search itself (FAISS id selectors), so a
+ * filtered search still returns k results when k allowed vectors exist.
+ */
+import { z } from 'zod';
+import { binding } from './binding';
+import { callerStack, invalid, toQrankError } from './errors';
+import { parseOptions, positiveInt } from './validate';
+
+export type Metric = 'ip' | 'l2';
+export type IndexKind = 'flat' | 'hnsw' | 'ivf' | 'ivfpq';
+/** Ids: non-negative 64-bit integers. */
+export type Ids = BigInt64Array | readonly number[] | readonly bigint[];
+
+export interface IndexOptions {
+  dim: number;
+  /** 'ip' (inner product; cosine for unit vectors, as qrank's embeddings are) or 'l2' (squared distance). */
+  metric?: Metric;
+  kind?: IndexKind;
+  /** HNSW: graph degree (32), construction and default search breadth (200, 64). */
+  m?: number;
+  efConstruction?: number;
+  efSearch?: number;
+  /** IVF: cells (default about 4 sqrt(n) of the training set) and cells probed per search (8). */
+  nlist?: number;
+  nprobe?: number;
+  /** IVF-PQ: sub-quantizers (default dim / 4; must divide dim) and bits per code (8). */
+  pqM?: number;
+  pqBits?: number;
+}
+
+export interface IndexSearchOptions {
+  /** Only these ids can be returned. */
+  filter?: Ids;
+  efSearch?: number;
+  nprobe?: number;
+}
+
+/** One query's results, best first: inner products (higher is closer) or squared L2 (lower is closer). */
+export interface IndexHits {
+  ids: BigInt64Array;
+  scores: Float32Array;
+}
+
+interface NativeIndex {
+  add(ids: BigInt64Array, vectors: Float32Array, cb: (err: Error | null) => void): void;
+  train(vectors: Float32Array, cb: (err: Error | null) => void): void;
+  search(queries: Float32Array, k: number, efSearch: number, nprobe: number, allow: BigInt64Array | null,
+    cb: (err: Error | null, r?: { ids: BigInt64Array; scores: Float32Array }) => void): void;
+  remove(ids: BigInt64Array, cb: (err: Error | null) => void): void;
+  save(path: string, cb: (err: Error | null) => void): void;
+  size(): number;
+  trained(): boolean;
+  spec(): Required<IndexOptions>;
+}
+
+interface IndexBinding {
+  createIndex(spec: IndexOptions): NativeIndex;
+  loadIndex(path: string, cb: (err: Error | null, index?: NativeIndex) => void): void;
+}
+
+const optionalPositive = positiveInt.optional();
+const indexOptionsSchema = z
+  .object({
+    dim: positiveInt.max(65536),
+    metric: z.enum(['ip', 'l2']).default('ip'),
+    kind: z.enum(['flat', 'hnsw', 'ivf', 'ivfpq']).default('flat'),
+    m: positiveInt.min(2).optional(),
+    efConstruction: optionalPositive,
+    efSearch: optionalPositive,
+    nlist: optionalPositive,
+    nprobe: optionalPositive,
+    pqM: optionalPositive,
+    pqBits: positiveInt.max(16).optional(),
+  })
+  .strict();
+const searchOptionsSchema = z
+  .object({ filter: z.any().optional(), efSearch: optionalPositive, nprobe: optionalPositive })
+  .strict();
+
+function native(): IndexBinding {
+  return binding() as unknown as IndexBinding;
+}
+
+/** Promise over a node-style native call, with the caller's stack on failure. */
+function call<T>(stack: string, start: (cb: (err: Error | null, value?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    try {
+      start((err, value) => (err ? reject(toQrankError(err, stack)) : resolve(value as T)));
+    } catch (err) {
+      reject(toQrankError(err, stack));
+    }
+  });
+}
+
+export function toIds(ids: Ids, name = 'ids'): BigInt64Array {
+  if (ids instanceof BigInt64Array) return ids;
+  if (!Array.isArray(ids)) throw invalid(`${name} must be a BigInt64Array or an array of integers`);
+  const out = new BigInt64Array(ids.length);
+  ids.forEach((id: number | bigint, i: number) => {
+    if (typeof id === 'bigint') out[i] = id;
+    else if (Number.isSafeInteger(id)) out[i] = BigInt(id);
+    else throw invalid(`${name}[${i}] must be an integer, got ${String(id)}`);
+  });
+  return out;
+}
+
+function toVectors(vectors: Float32Array | readonly Float32Array[], dim: number, name: string): Float32Array {
+  if (vectors instanceof Float32Array) return vectors;
+  if (!Array.isArray(vectors)) throw invalid(`${name} must be a Float32Array or an array of Float32Array`);
+  const out = new Float32Array(vectors.length * dim);
+  vectors.forEach((v: Float32Array, i: number) => {
+    if (!(v instanceof Float32Array) || v.length !== dim) throw invalid(`${name}[${i}] must be a Float32Array of ${dim} values`);
+    out.set(v, i * dim);
+  });
+  return out;
+}
+
+export class VectorIndex {
+  private constructor(private readonly native: NativeIndex) {}
+
+  static create(options: IndexOptions): VectorIndex {
+    const o = parseOptions(indexOptionsSchema, options, 'options');
+    try {
+      return new VectorIndex(native().createIndex(o));
+    } catch (err) {
+      throw toQrankError(err, callerStack());
+    }
+  }
+
+  static async load(path: string): Promise<VectorIndex> {
+    const stack = callerStack();
+    if (typeof path !== 'string' || path.length === 0) throw invalid('path must be a non-empty string');
+    return new VectorIndex(await call<NativeIndex>(stack, (cb) => native().loadIndex(path, cb)));
+  }
+
+  get size(): number {
+    return this.native.size();
+  }
+
+  get trained(): boolean {
+    return this.native.trained();
+  }
+
+  /** The index's parameters (IVF's nlist as chosen at training). */
+  get spec(): Required<IndexOptions> {
+    return this.native.spec();
+  }
+
+  /** Adds vectors (n x dim, row-major, or one Float32Array per vector) under `ids`. */
+  async add(ids: Ids, vectors: Float32Array | readonly Float32Array[]): Promise<void> {
+    const stack = callerStack();
+    const x = toVectors(vectors, this.spec.dim, 'vectors');
+    const i = toIds(ids);
+    await call<void>(stack, (cb) => this.native.add(i, x, cb));
+  }
+
+  /** IVF kinds: learns the cells from these vectors (otherwise the first add() does). */
+  async train(vectors: Float32Array | readonly Float32Array[]): Promise<void> {
+    const stack = callerStack();
+    const x = toVectors(vectors, this.spec.dim, 'vectors');
+    await call<void>(stack, (cb) => this.native.train(x, cb));
+  }
+
+  /** The k nearest vectors of each query, best first (fewer when fewer exist or pass the filter). */
+  async search(queries: Float32Array | readonly Float32Array[], k: number, options: IndexSearchOptions = {}): Promise<IndexHits[]> {
+    const stack = callerStack();
+    if (!Number.isInteger(k) || k < 1 || k > 100_000) throw invalid('k must be an integer between 1 and 100000');
+    const o = parseOptions(searchOptionsSchema, options, 'options');
+    const q = toVectors(queries, this.spec.dim, 'queries');
+    const allow = o.filter === undefined ? null : toIds(o.filter as Ids, 'options.filter');
+    const r = await call<{ ids: BigInt64Array; scores: Float32Array }>(stack, (cb) =>
+      this.native.search(q, k, o.efSearch ?? 0, o.nprobe ?? 0, allow, cb),
+    );
+    const hits: IndexHits[] = [];
+    for (let row = 0; row < q.length / this.spec.dim; row++) {
+      let n = 0;
+      while (n < k && r.ids[row * k + n] >= 0n) n++;
+      hits.push({ ids: r.ids.slice(row * k, row * k + n), scores: r.scores.slice(row * k, row * k + n) });
+    }
+    return hits;
+  }
+
+  /** Removes ids; fails (removing nothing) when one is unknown. */
+  async remove(ids: Ids): Promise<void> {
+    const stack = callerStack();
+    const i = toIds(ids);
+    await call<void>(stack, (cb) => this.native.remove(i, cb));
+  }
+
+  /** Atomic: a temporary file beside `path`, fsynced, then renamed over it. */
+  async save(path: string): Promise<void> {
+    const stack = callerStack();
+    if (typeof path !== 'string' || path.length === 0) throw invalid('path must be a non-empty string');
+    await call<void>(stack, (cb) => this.native.save(path, cb));
+  }
+}
