@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo';
 import { registerMakeTestModel } from './commands/make-test-model';
+import { registerServe } from './commands/serve';
 
 /** Where a command writes; injectable so that tests can capture output. */
 export interface CliIO {
@@ -45,6 +46,7 @@ export function buildProgram(io: CliIO): Command {
     });
   registerMakeTestModel(program, io);
   registerDemo(program, io);
+  registerServe(program, io);
   return program;
 }
 

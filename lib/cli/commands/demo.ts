@@ -43,7 +43,7 @@ function cacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'qrank', 'demo');
 }
 
-async function syntheticModel(kind: 'reranker' | 'embedder', io: CliIO): Promise<string> {
+export async function syntheticModel(kind: 'reranker' | 'embedder', io: CliIO): Promise<string> {
   const dir = cacheDir();
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `tiny-${kind}.gguf`);

@@ -1,0 +1,301 @@
+/**
+ * The HTTP server: drop-in rerank and embedding APIs (Cohere v1/v2, Jina, TEI, vLLM, llama.cpp
+ * server, OpenAI) over the typed API, never the raw binding. Limits answer 413/429 instead of
+ * queueing without bound; a client that disconnects cancels its queued work.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import pino, { type Logger } from 'pino';
+import type { Embedder } from '../embedder';
+import type { Reranker, RerankResult } from '../reranker';
+import { HttpError, errorHandler, sendError } from './http-errors';
+import { ServerMetrics } from './metrics';
+import { documentText, embeddingsBody, parseBody, rerankBody, scoreBody, teiRerankBody } from './schemas';
+
+export interface ServerLimits {
+  /** Largest accepted request body (bytes). */
+  maxBodyBytes: number;
+  /** Most documents (or texts, or inputs) in one request. */
+  maxDocuments: number;
+  /** Requests served at once; more get 429. */
+  maxConcurrent: number;
+}
+
+export interface ServerOptions {
+  reranker?: Reranker;
+  embedder?: Embedder;
+  /** The model names clients send are echoed back; this is what /v1/models lists. */
+  rerankerName?: string;
+  embedderName?: string;
+  limits?: Partial<ServerLimits>;
+  /** When set, every API route needs `Authorization: Bearer <one of these>`. */
+  apiKeys?: string[];
+  /** Allowed CORS origins; none (the default) sends no CORS headers. */
+  corsOrigins?: string[];
+  logger?: Logger;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 2 << 20, maxDocuments: 1000, maxConcurrent: 64 };
+
+interface Ctx {
+  signal: AbortSignal;
+}
+
+type Handler = (req: Request, res: Response, ctx: Ctx) => Promise<void>;
+
+export function createApp(options: ServerOptions) {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const log = options.logger ?? pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
+  const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder });
+  const rerankerName = options.rerankerName ?? 'qrank-reranker';
+  const embedderName = options.embedderName ?? 'qrank-embedder';
+  let inFlight = 0;
+  let draining = false;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  // request id, structured access log and latency histogram
+  app.use((req, res, next) => {
+    const id = (req.get('x-request-id') ?? '').slice(0, 128) || randomUUID();
+    res.setHeader('x-request-id', id);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = (req.route?.path as string | undefined) ?? 'unmatched';
+      metrics.requestSeconds.observe({ route, method: req.method, status: String(res.statusCode) }, seconds);
+      log.info({ id, method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+    });
+    next();
+  });
+
+  if (options.corsOrigins?.length) {
+    const allowed = new Set(options.corsOrigins);
+    app.use((req, res, next) => {
+      const origin = req.get('origin');
+      if (origin && (allowed.has(origin) || allowed.has('*'))) {
+        res.setHeader('access-control-allow-origin', allowed.has('*') ? '*' : origin);
+        res.setHeader('access-control-allow-headers', 'authorization, content-type, x-request-id');
+        res.setHeader('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
+        res.setHeader('vary', 'origin');
+      }
+      if (req.method === 'OPTIONS') return void res.status(204).end();
+      next();
+    });
+  }
+
+  app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/ready', (_req, res) => {
+    const ready = !draining && [options.reranker, options.embedder].some((m) => m && !m.closed);
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('content-type', metrics.registry.contentType);
+    res.end(await metrics.registry.metrics());
+  });
+
+  const auth = (req: Request, _res: Response, next: NextFunction) => {
+    if (!options.apiKeys?.length) return next();
+    const header = req.get('authorization') ?? '';
+    const key = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (!options.apiKeys.includes(key)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
+    next();
+  };
+  const json = express.json({ limit: limits.maxBodyBytes, strict: false });
+  const onBodyError = (err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    if ((err as { type?: string })?.type === 'entity.too.large') metrics.rejected.inc({ reason: 'body' });
+    next(err);
+  };
+
+  // Wraps a route: concurrency limit (429), abort on client disconnect, one error shape.
+  const route = (handler: Handler) => async (req: Request, res: Response) => {
+    if (draining) return sendError(res, new HttpError(503, 'SHUTTING_DOWN', 'the server is shutting down; retry on another instance'));
+    if (inFlight >= limits.maxConcurrent) {
+      metrics.rejected.inc({ reason: 'concurrency' });
+      res.setHeader('retry-after', '1');
+      return sendError(res, new HttpError(429, 'TOO_MANY_REQUESTS', `more than ${limits.maxConcurrent} requests at once; retry shortly`));
+    }
+    inFlight++;
+    metrics.inFlight.inc();
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.on('close', onClose);
+    try {
+      await handler(req, res, { signal: abort.signal });
+    } catch (err) {
+      if (!abort.signal.aborted) sendError(res, err);
+    } finally {
+      inFlight--;
+      metrics.inFlight.dec();
+      res.off('close', onClose);
+    }
+  };
+
+  const needReranker = (): Reranker => {
+    if (!options.reranker) throw new HttpError(404, 'NO_RERANKER', 'this server was started without a reranker model');
+    return options.reranker;
+  };
+  const needEmbedder = (): Embedder => {
+    if (!options.embedder) throw new HttpError(404, 'NO_EMBEDDER', 'this server was started without an embedding model');
+    return options.embedder;
+  };
+  const checkCount = (n: number, what: string) => {
+    if (n > limits.maxDocuments) {
+      metrics.rejected.inc({ reason: 'documents' });
+      throw new HttpError(413, 'TOO_MANY_DOCUMENTS', `${n} ${what} is more than this server's limit of ${limits.maxDocuments} per request`);
+    }
+  };
+
+  // Cohere-style rerank: documents cut to max_tokens_per_doc (token-exact) when the client asks.
+  const rerankCommon = async (body: ReturnType<typeof parseRerank>, signal: AbortSignal) => {
+    const rr = needReranker();
+    const docs = body.documents.map(documentText);
+    checkCount(docs.length, 'documents');
+    const cut = body.max_tokens_per_doc;
+    const texts = cut ? docs.map((d) => (rr.countTokens(d) > cut ? rr.detokenize(rr.tokenize(d).slice(0, cut)) : d)) : docs;
+    const { results, usage } = await rr.rerankWithUsage(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal });
+    metrics.tokens.inc({ model: 'reranker' }, usage.tokens);
+    return { docs, results, usage };
+  };
+  const parseRerank = (b: unknown) => parseBody(rerankBody, b);
+  const cohereResults = (results: RerankResult[], docs: string[], withDocs: boolean) =>
+    results.map((r) => ({ index: r.index, relevance_score: r.score, ...(withDocs ? { document: { text: docs[r.index] } } : {}) }));
+
+  // Cohere v1 and Jina: one response that both clients parse.
+  app.post('/v1/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
+    const body = parseRerank(req.body);
+    const { docs, results, usage } = await rerankCommon(body, ctx.signal);
+    res.json({
+      id: randomUUID(),
+      model: body.model ?? rerankerName,
+      results: cohereResults(results, docs, body.return_documents ?? false),
+      meta: { api_version: { version: '1' }, billed_units: { search_units: 1 } },
+      usage: { total_tokens: usage.tokens, prompt_tokens: usage.tokens },
+    });
+  }));
+
+  app.post('/v2/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
+    const body = parseRerank(req.body);
+    const { docs, results } = await rerankCommon(body, ctx.signal);
+    res.json({
+      id: randomUUID(),
+      results: cohereResults(results, docs, body.return_documents ?? false),
+      meta: { api_version: { version: '2' }, billed_units: { search_units: 1 } },
+    });
+  }));
+
+  // /rerank: TEI's shape when the body has `texts`, else llama.cpp server's / Jina's.
+  app.post('/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
+    if (req.body && typeof req.body === 'object' && 'texts' in req.body) {
+      const body = parseBody(teiRerankBody, req.body);
+      const rr = needReranker();
+      checkCount(body.texts.length, 'texts');
+      if (body.truncate === false) {
+        const limit = rr.info.maxLength;
+        const long = body.texts.findIndex((t) => rr.formatPair(body.query, t).tokens.length >= limit);
+        if (long >= 0) throw new HttpError(413, 'INPUT_TOO_LONG', `texts[${long}] is longer than ${limit} tokens; send truncate: true`);
+      }
+      const results = await rr.rerank(body.query, body.texts, { instruction: body.instruction, signal: ctx.signal });
+      res.json(
+        results.map((r) => ({
+          index: r.index,
+          score: body.raw_scores ? Math.log(r.score / (1 - r.score)) : r.score,
+          ...(body.return_text ? { text: body.texts[r.index] } : {}),
+        })),
+      );
+      return;
+    }
+    const body = parseRerank(req.body);
+    const { docs, results, usage } = await rerankCommon(body, ctx.signal);
+    res.json({
+      id: randomUUID(),
+      model: body.model ?? rerankerName,
+      results: cohereResults(results, docs, body.return_documents ?? false),
+      usage: { total_tokens: usage.tokens, prompt_tokens: usage.tokens },
+    });
+  }));
+
+  // vLLM's /score: text_1 one or many, text_2 many; pairs in order.
+  app.post(['/score', '/v1/score'], auth, json, onBodyError, route(async (req, res, ctx) => {
+    const body = parseBody(scoreBody, req.body);
+    const rr = needReranker();
+    const left = Array.isArray(body.text_1) ? body.text_1 : [body.text_1];
+    const right = Array.isArray(body.text_2) ? body.text_2 : [body.text_2];
+    if (left.length !== 1 && left.length !== right.length) {
+      throw new HttpError(400, 'INVALID_INPUT', 'text_1 must be one text or as many texts as text_2');
+    }
+    checkCount(right.length, 'texts');
+    const pairs = right.map((document, i) => ({ query: left.length === 1 ? left[0] : left[i], document }));
+    const scores = await rr.score(pairs, { instruction: body.instruction, signal: ctx.signal });
+    const tokens = pairs.reduce((n, p) => n + rr.formatPair(p.query, p.document).tokens.length, 0);
+    metrics.tokens.inc({ model: 'reranker' }, tokens);
+    res.json({
+      id: `score-${randomUUID()}`,
+      object: 'list',
+      created: Math.floor(Date.now() / 1000),
+      model: body.model ?? rerankerName,
+      data: scores.map((score, index) => ({ index, object: 'score', score })),
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+  }));
+
+  // OpenAI's /v1/embeddings, base64 included (the official client asks for base64 by default).
+  app.post(['/v1/embeddings', '/embeddings'], auth, json, onBodyError, route(async (req, res, ctx) => {
+    const body = parseBody(embeddingsBody, req.body);
+    const em = needEmbedder();
+    const inputs = normaliseInput(body.input, em);
+    checkCount(inputs.length, 'inputs');
+    const kind = body.input_type === 'query' || body.input_type === 'search_query' ? 'query' : 'document';
+    const { embeddings, usage } = await em.embedWithUsage(inputs, { kind, dimensions: body.dimensions, instruction: body.instruction, signal: ctx.signal });
+    metrics.tokens.inc({ model: 'embedder' }, usage.tokens);
+    res.json({
+      object: 'list',
+      model: body.model ?? embedderName,
+      data: embeddings.map((v, index) => ({
+        object: 'embedding',
+        index,
+        embedding: body.encoding_format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
+      })),
+      usage: { prompt_tokens: usage.tokens, total_tokens: usage.tokens },
+    });
+  }));
+
+  app.get('/v1/models', auth, (_req, res) => {
+    const created = Math.floor(Date.now() / 1000);
+    const data = [
+      options.reranker && { id: rerankerName, object: 'model', created, owned_by: 'qrank', task: 'rerank', info: options.reranker.info },
+      options.embedder && { id: embedderName, object: 'model', created, owned_by: 'qrank', task: 'embed', info: options.embedder.info },
+    ].filter(Boolean);
+    res.json({ object: 'list', data });
+  });
+
+  app.use((_req, res) => sendError(res, new HttpError(404, 'NOT_FOUND', 'no such route; see GET /v1/models and the README')));
+  app.use(errorHandler);
+
+  return {
+    app,
+    metrics,
+    /** Stops accepting work, lets in-flight requests finish (up to `graceMs`), then closes. */
+    async drain(server: Server, graceMs = 10_000): Promise<void> {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections?.();
+      const deadline = Date.now() + graceMs;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      server.closeAllConnections?.();
+      await closed;
+    },
+  };
+}
+
+function normaliseInput(input: unknown, em: Embedder): string[] {
+  if (typeof input === 'string') return [input];
+  const list = input as unknown[];
+  if (list.length > 0 && typeof list[0] === 'number') return [em.detokenize(list as number[])];
+  if (list.length > 0 && Array.isArray(list[0])) return (list as number[][]).map((ids) => em.detokenize(ids));
+  return list as string[];
+}

@@ -1,0 +1,51 @@
+/**
+ * One JSON error shape for every route: { error: { code, message } } with the HTTP status that
+ * fits the code. Messages say what to change.
+ */
+import type { NextFunction, Request, Response } from 'express';
+import { QrankError } from '../errors';
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const STATUS: Record<string, number> = {
+  INVALID_INPUT: 400,
+  MODEL_NOT_FOUND: 404,
+  INDEX_NOT_FOUND: 404,
+  ABORTED: 499,
+  CLOSED: 503,
+  UNSUPPORTED: 501,
+  OUT_OF_MEMORY: 507,
+};
+
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof QrankError) return new HttpError(STATUS[err.code] ?? 500, err.code, err.message);
+  const e = err as { type?: string; status?: number; message?: string };
+  // body-parser's errors (malformed JSON, too large, bad charset)
+  if (e?.type === 'entity.too.large') return new HttpError(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than the server accepts');
+  if (e?.type === 'entity.parse.failed') return new HttpError(400, 'INVALID_JSON', `the body is not valid JSON: ${e.message}`);
+  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
+    return new HttpError(415, 'UNSUPPORTED_ENCODING', 'send the body as UTF-8 JSON');
+  }
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'BAD_REQUEST', e.message ?? 'bad request');
+  return new HttpError(500, 'INTERNAL', 'internal error');
+}
+
+export function sendError(res: Response, err: unknown): void {
+  const h = toHttpError(err);
+  if (res.headersSent) return;
+  res.status(h.status).json({ error: { code: h.code, message: h.message } });
+}
+
+// Express error middleware: the four-argument signature is how Express recognises it.
+export function errorHandler(err: unknown, _req: Request, res: Response, _next: NextFunction): void {
+  sendError(res, err);
+}

@@ -1,0 +1,77 @@
+/**
+ * Request bodies of the drop-in APIs, described with zod. Each accepts what its reference client
+ * sends (cohere-ai v1/v2, Jina, TEI, vLLM, openai) and rejects the rest with a message that names
+ * the field.
+ */
+import { z } from 'zod';
+import { HttpError } from './http-errors';
+
+const text = z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode (lone surrogate)');
+const documentItem = z.union([text, z.object({ text }).passthrough()]);
+
+/** Cohere v1 and Jina share POST /v1/rerank; Cohere v2 is POST /v2/rerank; llama.cpp server uses /rerank. */
+export const rerankBody = z
+  .object({
+    model: z.string().optional(),
+    query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
+    documents: z.array(documentItem),
+    top_n: z.number().int().positive().optional(),
+    return_documents: z.boolean().optional(),
+    max_tokens_per_doc: z.number().int().positive().optional(),
+    max_chunks_per_doc: z.number().int().positive().optional(),
+    rank_fields: z.array(z.string()).optional(),
+    instruction: text.optional(), // qrank extension
+  })
+  .passthrough();
+
+/** TEI's POST /rerank. */
+export const teiRerankBody = z
+  .object({
+    query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
+    texts: z.array(text),
+    raw_scores: z.boolean().optional(),
+    return_text: z.boolean().optional(),
+    truncate: z.boolean().optional(),
+    truncation_direction: z.enum(['Right', 'Left', 'right', 'left']).optional(),
+    instruction: text.optional(),
+  })
+  .passthrough();
+
+/** vLLM's POST /score: one-to-one, one-to-many (text_1 a string) or pairwise lists. */
+export const scoreBody = z
+  .object({
+    model: z.string().optional(),
+    text_1: z.union([text, z.array(text)]),
+    text_2: z.union([text, z.array(text)]),
+    truncate_prompt_tokens: z.number().int().positive().optional(),
+    instruction: text.optional(),
+  })
+  .passthrough();
+
+/** OpenAI's POST /v1/embeddings. Token-id inputs are accepted and decoded with the model's vocabulary. */
+export const embeddingsBody = z
+  .object({
+    model: z.string().optional(),
+    input: z.union([text, z.array(text), z.array(z.number().int().nonnegative()), z.array(z.array(z.number().int().nonnegative()))]),
+    encoding_format: z.enum(['float', 'base64']).optional(),
+    dimensions: z.number().int().positive().optional(),
+    user: z.string().optional(),
+    input_type: z.enum(['query', 'document', 'search_query', 'search_document']).optional(), // qrank extension
+    instruction: text.optional(),
+  })
+  .passthrough();
+
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError(400, 'INVALID_INPUT', 'the body must be a JSON object');
+  }
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const field = issue.path.length ? issue.path.join('.') : 'body';
+  throw new HttpError(400, 'INVALID_INPUT', `${field}: ${issue.message}`);
+}
+
+export function documentText(d: z.infer<typeof documentItem>): string {
+  return typeof d === 'string' ? d : d.text;
+}
