@@ -181,6 +181,21 @@ describe('limits and bad input', () => {
     expect(text).toContain('qrank_process_resident_memory_bytes');
   });
 
+  it('documents exactly the routes it serves in OpenAPI 3.1', async () => {
+    const doc = await (await fetch(`${base}/openapi.json`)).json();
+    expect(doc.openapi).toBe('3.1.0');
+    const served = new Set<string>();
+    for (const layer of (server.app as unknown as { router: { stack: { route?: { path: string | string[]; methods: Record<string, boolean> } }[] } }).router.stack) {
+      if (!layer.route) continue;
+      for (const path of [layer.route.path].flat()) for (const m of Object.keys(layer.route.methods)) served.add(`${m.toUpperCase()} ${path}`);
+    }
+    const documented = new Set<string>();
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) for (const m of Object.keys(item)) documented.add(`${m.toUpperCase()} ${path}`);
+    expect([...documented].sort()).toEqual([...served].sort());
+    // request schemas come from the validators: the rerank body requires query and documents
+    expect(doc.paths['/v2/rerank'].post.requestBody.content['application/json'].schema.required).toEqual(['query', 'documents']);
+  });
+
   it('lists models', async () => {
     const r = await (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } })).json();
     expect(r.data.map((m: { task: string }) => m.task).sort()).toEqual(['embed', 'rerank']);

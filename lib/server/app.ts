@@ -11,6 +11,7 @@ import type { Embedder } from '../embedder';
 import type { Reranker, RerankResult } from '../reranker';
 import { HttpError, errorHandler, sendError } from './http-errors';
 import { ServerMetrics } from './metrics';
+import { openApiDocument } from './openapi';
 import { documentText, embeddingsBody, parseBody, rerankBody, scoreBody, teiRerankBody } from './schemas';
 
 export interface ServerLimits {
@@ -34,6 +35,8 @@ export interface ServerOptions {
   /** Allowed CORS origins; none (the default) sends no CORS headers. */
   corsOrigins?: string[];
   logger?: Logger;
+  /** Reported in the OpenAPI document. */
+  version?: string;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 2 << 20, maxDocuments: 1000, maxConcurrent: 64 };
@@ -91,6 +94,8 @@ export function createApp(options: ServerOptions) {
     const ready = !draining && [options.reranker, options.embedder].some((m) => m && !m.closed);
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
   });
+  const openapi = openApiDocument(options.version ?? '0.0.0');
+  app.get('/openapi.json', (_req, res) => void res.json(openapi));
   app.get('/metrics', async (_req, res) => {
     res.setHeader('content-type', metrics.registry.contentType);
     res.end(await metrics.registry.metrics());

@@ -2,7 +2,9 @@
  * `qrank serve`: the HTTP server (lib/server) on the models named by flags or environment, else on
  * synthetic demo models (said plainly in the log). SIGTERM/SIGINT drain in-flight requests first.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { Embedder } from '../../embedder';
@@ -57,6 +59,7 @@ export function registerServe(program: Command, io: CliIO): void {
         reranker,
         embedder,
         logger: log,
+        version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
         apiKeys: flags.apiKey,
         corsOrigins: flags.cors,
         limits: { maxDocuments: Number(flags.maxDocuments), maxBodyBytes: Number(flags.maxBodyBytes), maxConcurrent: Number(flags.maxConcurrent) },
