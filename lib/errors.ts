@@ -13,6 +13,7 @@ export type QrankErrorCode =
   | 'INDEX_NOT_FOUND'
   | 'BAD_INDEX'
   | 'IO_ERROR'
+  | 'MODEL_MISMATCH'
   | 'ENGINE_FAILURE'
   | 'NATIVE_LOAD_FAILED';
 
@@ -27,6 +28,7 @@ const CODES = new Set<string>([
   'INDEX_NOT_FOUND',
   'BAD_INDEX',
   'IO_ERROR',
+  'MODEL_MISMATCH',
   'ENGINE_FAILURE',
   'NATIVE_LOAD_FAILED',
 ]);

@@ -55,6 +55,7 @@ interface NativeIndex {
   size(): number;
   trained(): boolean;
   spec(): Required<IndexOptions>;
+  ids(): BigInt64Array;
 }
 
 interface IndexBinding {
@@ -143,6 +144,11 @@ export class VectorIndex {
 
   get trained(): boolean {
     return this.native.trained();
+  }
+
+  /** Every id the index holds, in no particular order. */
+  ids(): BigInt64Array {
+    return this.native.ids();
   }
 
   /** The index's parameters (IVF's nlist as chosen at training). */

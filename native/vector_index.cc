@@ -370,6 +370,18 @@ SearchHits VectorIndex::search(const float* queries, size_t nq, const SearchOpti
   return hits;
 }
 
+std::vector<int64_t> VectorIndex::ids() const {
+  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::vector<int64_t> out;
+  if (maps_ids()) {
+    out.reserve(positions_.size());
+    for (const auto& [id, position] : positions_) out.push_back(id);
+  } else {
+    out.assign(ids_.begin(), ids_.end());
+  }
+  return out;
+}
+
 void VectorIndex::save(const std::string& path) const {
   ByteWriter w;
   {

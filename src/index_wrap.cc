@@ -105,6 +105,7 @@ Napi::Function NativeIndex::Init(Napi::Env env) {
                                         InstanceMethod<&NativeIndex::Size>("size"),
                                         InstanceMethod<&NativeIndex::Trained>("trained"),
                                         InstanceMethod<&NativeIndex::Spec>("spec"),
+                                        InstanceMethod<&NativeIndex::Ids>("ids"),
                                     });
   addon_data(env).index_constructor = Napi::Persistent(ctor);
   return ctor;
@@ -226,6 +227,13 @@ Napi::Value NativeIndex::Save(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeIndex::Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(index_->size())); }
 Napi::Value NativeIndex::Trained(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), index_->trained()); }
+
+Napi::Value NativeIndex::Ids(const Napi::CallbackInfo& info) {
+  const std::vector<int64_t> ids = index_->ids();
+  auto out = Napi::BigInt64Array::New(info.Env(), ids.size());
+  std::copy(ids.begin(), ids.end(), out.Data());
+  return out;
+}
 
 Napi::Value NativeIndex::Spec(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -27,6 +27,7 @@ class NativeIndex : public Napi::ObjectWrap<NativeIndex> {
   Napi::Value Size(const Napi::CallbackInfo& info);
   Napi::Value Trained(const Napi::CallbackInfo& info);
   Napi::Value Spec(const Napi::CallbackInfo& info);
+  Napi::Value Ids(const Napi::CallbackInfo& info);
 
   std::shared_ptr<qrank::VectorIndex> index_;
 };

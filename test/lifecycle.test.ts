@@ -1,19 +1,16 @@
 /**
  * Lifetimes that end without close(): process exit with calls in flight, a worker thread terminated
  * while its model works, and a model left to the garbage collector. Each runs in a child process
- * (on the compiled dist/, rebuilt first) so a crash shows as a bad exit status.
+ * (on the compiled dist/, which the global setup rebuilds) so a crash shows as a bad exit status.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MODELS, ROOT } from './helpers';
 
 const qrank = JSON.stringify(join(ROOT, 'dist', 'index.js'));
 const model = JSON.stringify(MODELS.reranker);
 
-beforeAll(() => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT });
-}, 120_000);
 
 function child(code: string, args: string[] = []): { status: number | null; signal: NodeJS.Signals | null; output: string } {
   const r = spawnSync(process.execPath, [...args, '-e', code], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });

@@ -2,14 +2,11 @@
  * `qrank serve` as operators run it (compiled dist/, child process): it logs where it listens,
  * says when the models are synthetic, and on SIGTERM finishes the requests in flight, then exits 0.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MODELS, ROOT, makeDocs } from './helpers';
 
-beforeAll(() => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT });
-}, 120_000);
 
 describe('qrank serve', () => {
   it('drains in-flight requests on SIGTERM and exits 0', async () => {

@@ -119,6 +119,9 @@ describe('remove', () => {
     const [before] = await ix.search(row(queries, 1), 5, { nprobe: 16 });
     await ix.remove(before.ids.slice(0, 2));
     expect(ix.size).toBe(N - 2);
+    const held = new Set(ix.ids());
+    expect(held.size).toBe(N - 2);
+    expect(held.has(before.ids[0])).toBe(false);
     const [after] = await ix.search(row(queries, 1), 5, { nprobe: 16, efSearch: 128 });
     expect(Array.from(after.ids)).not.toContain(before.ids[0]);
     expect(Array.from(after.ids)).not.toContain(before.ids[1]);

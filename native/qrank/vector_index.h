@@ -68,6 +68,8 @@ class VectorIndex {
   // Removes the ids; nothing is removed when any of them is unknown.
   void remove(const int64_t* ids, size_t n);
   SearchHits search(const float* queries, size_t nq, const SearchOptions& options) const;
+  // Every id the index holds (order unspecified): what a store reconciles against after a crash.
+  std::vector<int64_t> ids() const;
   // Writes a temporary file beside `path`, fsyncs it and renames it over `path`: a crash leaves
   // either the old file or the new one, never a torn one.
   void save(const std::string& path) const;

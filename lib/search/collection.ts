@@ -1,0 +1,374 @@
+/**
+ * A collection: products in SQLite (better-sqlite3) and their vectors in a VectorIndex, kept
+ * consistent through crashes. A product's embedding text is hashed; rows whose vectors in the saved
+ * index are not of their current text are "pending". Vectors are written to the index, the index is
+ * saved atomically, and only then are the rows marked indexed, in one SQLite transaction. Opening a
+ * collection reconciles: vectors of unknown or pending products are removed, products whose vectors
+ * are missing become pending, and pending products are embedded again. A product is never lost
+ * (SQLite holds it) nor duplicated (ids are unique, vectors are keyed by the row).
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Embedder } from '../embedder';
+import { QrankError, invalid } from '../errors';
+import { type IndexOptions, VectorIndex } from '../vector-index';
+import { type Filter, compileFilter } from './filters';
+import { type Source, readSource } from './sources';
+import { renderTemplate } from './templates';
+
+/** How records become products. */
+export interface Mapping {
+  /** Field holding the product id (default 'id'). */
+  id?: string;
+  /** Template(s) of the text embedded: one string = one vector per product; several = one vector each (e.g. one per language). */
+  embed: string | string[];
+  /** Template of the text the reranker reads. */
+  rerank: string;
+  /** Fields stored as numbers (CSV gives strings), for filters and fusion signals. */
+  numeric?: string[];
+}
+
+export interface IngestProgress {
+  read: number;
+  upserted: number;
+  unchanged: number;
+  embedded: number;
+  rejected: number;
+}
+
+export interface IngestResult extends IngestProgress {
+  errors: { at: number; reason: string }[];
+}
+
+export interface IngestOptions {
+  mapping?: Mapping;
+  onProgress?: (p: IngestProgress) => void;
+  signal?: AbortSignal;
+  /** Records per batch (default 64). */
+  batchSize?: number;
+}
+
+export interface ProductRow {
+  vid: number;
+  id: string;
+  fields: Record<string, unknown>;
+  rerankText: string;
+}
+
+const SLOTS = 16; // vectors per product at most: vector id = vid * SLOTS + slot
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+  vid INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  fields TEXT NOT NULL,
+  embed_texts TEXT NOT NULL,
+  rerank_text TEXT NOT NULL,
+  embed_hash TEXT NOT NULL,
+  indexed_hash TEXT
+);
+CREATE INDEX IF NOT EXISTS products_pending ON products (vid) WHERE indexed_hash IS NOT embed_hash;
+`;
+
+const fingerprints = new WeakMap<Embedder, string>();
+
+/**
+ * Identifies an embedding model by what it is and by its weights: a hash of 16 samples of 64 KiB
+ * spread over the file (hashing gigabytes at every open would be slow; two models that share shape
+ * and name still differ in those bytes).
+ */
+export function fingerprint(embedder: Embedder): string {
+  let fp = fingerprints.get(embedder);
+  if (fp) return fp;
+  const i = embedder.info;
+  const h = createHash('sha256');
+  const fd = openSync(i.path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const chunk = Buffer.alloc(Math.min(65536, size));
+    for (let k = 0; k < 16; k++) {
+      const at = Math.floor(((size - chunk.length) * k) / 15);
+      h.update(chunk.subarray(0, readSync(fd, chunk, 0, chunk.length, at)));
+    }
+    h.update(String(size));
+  } finally {
+    closeSync(fd);
+  }
+  fp = JSON.stringify({ description: i.description, dim: i.embeddingLength, weights: h.digest('hex').slice(0, 32) });
+  fingerprints.set(embedder, fp);
+  return fp;
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+export class Collection {
+  readonly name: string;
+  private readonly db: Database.Database;
+  private readonly indexPath: string;
+  private index!: VectorIndex;
+  private held = new Set<bigint>(); // ids in the in-memory index
+  private signalRanges?: Map<string, { min: number; max: number }>;
+
+  private constructor(name: string, db: Database.Database, indexPath: string, private readonly embedder: Embedder) {
+    this.name = name;
+    this.db = db;
+    this.indexPath = indexPath;
+  }
+
+  static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
+    if (!/^[\w-]{1,64}$/.test(name)) throw invalid(`collection name '${name}' must be 1-64 letters, digits, _ or -`);
+    mkdirSync(dir, { recursive: true });
+    const db = new Database(join(dir, `${name}.sqlite`));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec(SCHEMA);
+    const c = new Collection(name, db, join(dir, `${name}.qrix`), embedder);
+    await c.init(options);
+    return c;
+  }
+
+  private meta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  private async init(options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean }): Promise<void> {
+    const fp = fingerprint(this.embedder);
+    const stored = this.meta('embedder');
+    const count = this.size;
+    if (stored && stored !== fp && count > 0 && !options.reindex) {
+      throw new QrankError('MODEL_MISMATCH', `collection '${this.name}' was embedded with another model (${JSON.parse(stored).description}); ` +
+        'vectors of two models never mix: reopen it with { reindex: true } to embed every product again');
+    }
+    if (options.mapping) this.setMeta('mapping', JSON.stringify(options.mapping));
+    if (!this.meta('index')) this.setMeta('index', JSON.stringify({ metric: 'ip', kind: 'hnsw', ...options.index, dim: this.embedder.info.embeddingLength }));
+    const spec = JSON.parse(this.meta('index')!) as IndexOptions;
+    const reindex = stored !== undefined && stored !== fp;
+    if (reindex || !existsSync(this.indexPath)) {
+      spec.dim = this.embedder.info.embeddingLength;
+      this.setMeta('index', JSON.stringify(spec));
+      this.index = VectorIndex.create(spec);
+      this.db.prepare('UPDATE products SET indexed_hash = NULL').run();
+    } else {
+      this.index = await VectorIndex.load(this.indexPath);
+    }
+    this.setMeta('embedder', fp);
+    this.held = new Set(this.index.ids());
+    await this.reconcile();
+  }
+
+  get size(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM products').get() as { n: number }).n;
+  }
+
+  get mapping(): Mapping | undefined {
+    const m = this.meta('mapping');
+    return m ? (JSON.parse(m) as Mapping) : undefined;
+  }
+
+  /** Products whose vectors in the saved index are not those of their current text. */
+  pendingCount(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM products WHERE indexed_hash IS NOT embed_hash').get() as { n: number }).n;
+  }
+
+  // Brings store and index into agreement after whatever happened last (see the header).
+  private async reconcile(): Promise<void> {
+    const rows = this.db.prepare('SELECT vid, embed_texts, embed_hash, indexed_hash FROM products').all() as {
+      vid: number; embed_texts: string; embed_hash: string; indexed_hash: string | null;
+    }[];
+    const expected = new Set<bigint>();
+    const missing: number[] = [];
+    for (const r of rows) {
+      if (r.indexed_hash !== r.embed_hash) continue;
+      const ids = vectorIds(r.vid, JSON.parse(r.embed_texts).length);
+      if (ids.every((id) => this.held.has(id))) ids.forEach((id) => expected.add(id));
+      else missing.push(r.vid);
+    }
+    const stray = [...this.held].filter((id) => !expected.has(id));
+    if (missing.length) {
+      const mark = this.db.prepare('UPDATE products SET indexed_hash = NULL WHERE vid = ?');
+      this.db.transaction(() => missing.forEach((vid) => mark.run(vid)))();
+    }
+    if (stray.length) {
+      await this.index.remove(stray);
+      stray.forEach((id) => this.held.delete(id));
+      await this.index.save(this.indexPath);
+    }
+    if (this.pendingCount() > 0) await this.embedPending();
+  }
+
+  /** Adds or updates products. Unchanged texts are not embedded again. */
+  async ingest(source: Source, options: IngestOptions = {}): Promise<IngestResult> {
+    const mapping = options.mapping ?? this.mapping;
+    if (!mapping) throw invalid('ingest needs a mapping (id field, embed and rerank templates) the first time');
+    if (options.mapping) this.setMeta('mapping', JSON.stringify(options.mapping));
+    const batchSize = options.batchSize ?? 64;
+    const result: IngestResult = { read: 0, upserted: 0, unchanged: 0, embedded: 0, rejected: 0, errors: [] };
+    const upsert = this.db.prepare(`INSERT INTO products (id, fields, embed_texts, rerank_text, embed_hash) VALUES (@id, @fields, @embed, @rerank, @hash)
+      ON CONFLICT(id) DO UPDATE SET fields = excluded.fields, embed_texts = excluded.embed_texts, rerank_text = excluded.rerank_text, embed_hash = excluded.embed_hash`);
+    const current = this.db.prepare('SELECT embed_hash, fields, rerank_text FROM products WHERE id = ?');
+    let batch: ReturnType<typeof toProduct>[] = [];
+    const flush = async () => {
+      const write = this.db.transaction((items: typeof batch) => {
+        for (const p of items) {
+          const before = current.get(p.id) as { embed_hash: string; fields: string; rerank_text: string } | undefined;
+          if (before && before.embed_hash === p.hash && before.fields === p.fields && before.rerank_text === p.rerank) {
+            result.unchanged++;
+            continue;
+          }
+          upsert.run(p);
+          result.upserted++;
+        }
+      });
+      write(batch);
+      batch = [];
+      this.signalRanges = undefined;
+      result.embedded += await this.embedPending(options.signal);
+      options.onProgress?.({ ...result, errors: undefined } as unknown as IngestProgress);
+    };
+    for await (const item of readSource(source)) {
+      if (options.signal?.aborted) throw new QrankError('ABORTED', 'ingestion aborted; what was written so far is consistent');
+      result.read++;
+      const product = item.record ? toProduct(item.record, mapping) : { error: item.error ?? 'unreadable' };
+      if ('error' in product) {
+        result.rejected++;
+        if (result.errors.length < 100) result.errors.push({ at: item.at, reason: product.error as string });
+        continue;
+      }
+      batch.push(product);
+      if (batch.length >= batchSize) await flush();
+    }
+    if (batch.length) await flush();
+    return result;
+  }
+
+  /** Embeds every pending product, in batches; each batch ends with an atomic index save. */
+  private async embedPending(signal?: AbortSignal): Promise<number> {
+    const select = this.db.prepare('SELECT vid, embed_texts, embed_hash FROM products WHERE indexed_hash IS NOT embed_hash LIMIT 256');
+    const mark = this.db.prepare('UPDATE products SET indexed_hash = ? WHERE vid = ?');
+    let done = 0;
+    for (;;) {
+      const rows = select.all() as { vid: number; embed_texts: string; embed_hash: string }[];
+      if (rows.length === 0) return done;
+      const texts: string[] = [];
+      const ids: bigint[] = [];
+      for (const r of rows) {
+        (JSON.parse(r.embed_texts) as string[]).forEach((t, slot) => {
+          texts.push(t);
+          ids.push(BigInt(r.vid) * BigInt(SLOTS) + BigInt(slot));
+        });
+      }
+      const vectors = await this.embedder.embed(texts, { kind: 'document', signal });
+      const stale = rows.flatMap((r) => vectorIds(r.vid, SLOTS)).filter((id) => this.held.has(id));
+      if (stale.length) {
+        await this.index.remove(stale);
+        stale.forEach((id) => this.held.delete(id));
+      }
+      await this.index.add(ids, vectors);
+      ids.forEach((id) => this.held.add(id));
+      await this.index.save(this.indexPath);
+      this.db.transaction(() => rows.forEach((r) => mark.run(r.embed_hash, r.vid)))();
+      done += rows.length;
+    }
+  }
+
+  /** Removes products from the store and their vectors from the index. */
+  async delete(ids: string[]): Promise<number> {
+    const find = this.db.prepare('SELECT vid FROM products WHERE id = ?');
+    const vids = ids.map((id) => (find.get(id) as { vid: number } | undefined)?.vid).filter((v): v is number => v !== undefined);
+    const del = this.db.prepare('DELETE FROM products WHERE vid = ?');
+    this.db.transaction(() => vids.forEach((v) => del.run(v)))();
+    const gone = vids.flatMap((v) => vectorIds(v, SLOTS)).filter((id) => this.held.has(id));
+    if (gone.length) {
+      await this.index.remove(gone);
+      gone.forEach((id) => this.held.delete(id));
+      await this.index.save(this.indexPath);
+    }
+    this.signalRanges = undefined;
+    return vids.length;
+  }
+
+  /** Vector recall: best products first, by their best vector; `filter` applies inside the search. */
+  async recall(query: Float32Array, k: number, filter?: Filter): Promise<{ vid: number; score: number }[]> {
+    let allow: bigint[] | undefined;
+    if (filter && Object.keys(filter).length) {
+      const { where, params } = compileFilter(filter);
+      const rows = this.db.prepare(`SELECT vid, embed_texts FROM products WHERE ${where}`).all(...params) as { vid: number; embed_texts: string }[];
+      allow = rows.flatMap((r) => vectorIds(r.vid, JSON.parse(r.embed_texts).length));
+      if (allow.length === 0) return [];
+    }
+    const slots = this.maxSlots();
+    const [hits] = await this.index.search(query, Math.min(k * slots, 100_000), { filter: allow, efSearch: Math.max(64, k * slots) });
+    const best = new Map<number, number>();
+    hits.ids.forEach((id, i) => {
+      const vid = Number(id / BigInt(SLOTS));
+      if (!best.has(vid)) best.set(vid, hits.scores[i]);
+    });
+    return [...best.entries()].slice(0, k).map(([vid, score]) => ({ vid, score }));
+  }
+
+  private maxSlots(): number {
+    const m = this.mapping;
+    return m && Array.isArray(m.embed) ? m.embed.length : 1;
+  }
+
+  rows(vids: number[]): Map<number, ProductRow> {
+    const get = this.db.prepare('SELECT vid, id, fields, rerank_text FROM products WHERE vid = ?');
+    const out = new Map<number, ProductRow>();
+    for (const vid of vids) {
+      const r = get.get(vid) as { vid: number; id: string; fields: string; rerank_text: string } | undefined;
+      if (r) out.set(vid, { vid: r.vid, id: r.id, fields: JSON.parse(r.fields), rerankText: r.rerank_text });
+    }
+    return out;
+  }
+
+  /** Min and max of a numeric field over the collection (fusion normalises signals with them). */
+  signalRange(field: string): { min: number; max: number } {
+    this.signalRanges ??= new Map();
+    let r = this.signalRanges.get(field);
+    if (!r) {
+      if (!/^[A-Za-z_][\w.]*$/.test(field)) throw invalid(`signal '${field}' must be a field name`);
+      const row = this.db.prepare(`SELECT min(json_extract(fields, '$.${field}')) AS min, max(json_extract(fields, '$.${field}')) AS max FROM products`).get() as { min: number | null; max: number | null };
+      r = { min: Number(row.min ?? 0), max: Number(row.max ?? 0) };
+      this.signalRanges.set(field, r);
+    }
+    return r;
+  }
+
+  get vectorCount(): number {
+    return this.index.size;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function vectorIds(vid: number, n: number): bigint[] {
+  return Array.from({ length: n }, (_, slot) => BigInt(vid) * BigInt(SLOTS) + BigInt(slot));
+}
+
+function toProduct(record: Record<string, unknown>, m: Mapping) {
+  const idValue = record[m.id ?? 'id'];
+  if (idValue === undefined || idValue === null || String(idValue).trim() === '') return { error: `missing id field '${m.id ?? 'id'}'` };
+  const fields: Record<string, unknown> = { ...record };
+  for (const f of m.numeric ?? []) {
+    if (fields[f] === undefined || fields[f] === '') continue;
+    const n = Number(fields[f]);
+    if (!Number.isFinite(n)) return { error: `field '${f}' is not a number: ${String(fields[f]).slice(0, 40)}` };
+    fields[f] = n;
+  }
+  const templates = Array.isArray(m.embed) ? m.embed : [m.embed];
+  if (templates.length > SLOTS) return { error: `at most ${SLOTS} embed templates` };
+  const embed = templates.map((t) => renderTemplate(t, fields));
+  if (embed.every((t) => t === '')) return { error: 'no text to embed: every field of the embed template is missing' };
+  const texts = embed.map((t) => t || embed.find((x) => x !== '')!); // a missing language falls back to another
+  const rerank = renderTemplate(m.rerank, fields);
+  const fieldsJson = JSON.stringify(fields);
+  return { id: String(idValue), fields: fieldsJson, embed: JSON.stringify(texts), rerank, hash: sha(JSON.stringify(texts)) };
+}
