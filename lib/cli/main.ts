@@ -5,6 +5,7 @@
  *   0  success (including --help and --version)
  *   1  the command failed (one line on stderr: `qrank: <message>`)
  *   2  bad command-line arguments
+ *   3  partial success (qrank index: some records were rejected; the others were stored)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +13,8 @@ import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo';
 import { registerMakeTestModel } from './commands/make-test-model';
 import { registerServe } from './commands/serve';
+import { registerCollections } from './commands/collections';
+import { registerEval } from './commands/eval';
 
 /** Where a command writes; injectable so that tests can capture output. */
 export interface CliIO {
@@ -47,6 +50,8 @@ export function buildProgram(io: CliIO): Command {
   registerMakeTestModel(program, io);
   registerDemo(program, io);
   registerServe(program, io);
+  registerCollections(program, io);
+  registerEval(program, io);
   return program;
 }
 
@@ -72,6 +77,7 @@ export async function runCli(args: string[], io: CliIO = { stdout: process.stdou
 // Run only as the entry point (not when imported by tests; ESM-style test runners define no `module`).
 if (typeof module !== 'undefined' && require.main === module) {
   runCli(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
+    // a command may report partial success itself (qrank index: 3 when records were rejected)
+    process.exitCode = code !== 0 ? code : (process.exitCode ?? 0);
   });
 }
