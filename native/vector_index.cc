@@ -311,7 +311,14 @@ void VectorIndex::remove(const int64_t* ids, size_t n) {
 SearchHits VectorIndex::search(const float* queries, size_t nq, const SearchOptions& o) const {
   if (o.k < 1) invalid("k must be >= 1");
   check_finite(queries, nq * spec_.dim, spec_.dim, "query");
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  // This FAISS (1.7.3) ignores SearchParametersHNSW::efSearch and reads the index's own field, so a
+  // search with another breadth sets that field and must hold the index alone; searches at the
+  // default breadth share it.
+  const int32_t ef = std::max(o.ef_search > 0 ? o.ef_search : spec_.ef_search, o.k);
+  const bool own_breadth = spec_.kind == IndexKind::kHnsw && ef != spec_.ef_search;
+  std::shared_lock<std::shared_mutex> shared(mutex_, std::defer_lock);
+  std::unique_lock<std::shared_mutex> exclusive(mutex_, std::defer_lock);
+  if (own_breadth) exclusive.lock(); else shared.lock();
   SearchHits hits;
   hits.ids.assign(nq * o.k, -1);
   hits.scores.assign(nq * o.k, spec_.metric == Metric::kL2 ? INFINITY : -INFINITY);
@@ -341,9 +348,16 @@ SearchHits VectorIndex::search(const float* queries, size_t nq, const SearchOpti
       }
       const bool filtered = o.allow || (sel.dead && std::find(dead_.begin(), dead_.end(), 1) != dead_.end());
       if (spec_.kind == IndexKind::kHnsw) {
+        auto* hnsw = static_cast<faiss::IndexHNSW*>(index_.get());
         faiss::SearchParametersHNSW p;
-        p.efSearch = std::max(o.ef_search > 0 ? o.ef_search : spec_.ef_search, o.k);
+        p.efSearch = ef;
         p.sel = filtered ? &sel : nullptr;
+        struct Breadth {  // restores the default even if FAISS throws
+          faiss::IndexHNSW* index;
+          int32_t base;
+          ~Breadth() { index->hnsw.efSearch = base; }
+        } restore{hnsw, spec_.ef_search};
+        hnsw->hnsw.efSearch = ef;
         index_->search(static_cast<idx_t>(nq), queries, o.k, hits.scores.data(), labels.data(), &p);
       } else {
         faiss::SearchParameters p;
