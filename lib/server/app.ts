@@ -170,8 +170,8 @@ export function createApp(options: ServerOptions) {
   const cohereResults = (results: RerankResult[], docs: string[], withDocs: boolean) =>
     results.map((r) => ({ index: r.index, relevance_score: r.score, ...(withDocs ? { document: { text: docs[r.index] } } : {}) }));
 
-  // Cohere v1 and Jina: one response that both clients parse.
-  app.post('/v1/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
+  // Cohere v1, Jina and llama.cpp's server: one response that all their clients parse.
+  const rerankV1: Handler = async (req, res, ctx) => {
     const body = parseRerank(req.body);
     const { docs, results, usage } = await rerankCommon(body, ctx.signal);
     res.json({
@@ -181,7 +181,8 @@ export function createApp(options: ServerOptions) {
       meta: { api_version: { version: '1' }, billed_units: { search_units: 1 } },
       usage: { total_tokens: usage.tokens, prompt_tokens: usage.tokens },
     });
-  }));
+  };
+  app.post('/v1/rerank', auth, json, onBodyError, route(rerankV1));
 
   app.post('/v2/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
     const body = parseRerank(req.body);
@@ -214,14 +215,7 @@ export function createApp(options: ServerOptions) {
       );
       return;
     }
-    const body = parseRerank(req.body);
-    const { docs, results, usage } = await rerankCommon(body, ctx.signal);
-    res.json({
-      id: randomUUID(),
-      model: body.model ?? rerankerName,
-      results: cohereResults(results, docs, body.return_documents ?? false),
-      usage: { total_tokens: usage.tokens, prompt_tokens: usage.tokens },
-    });
+    await rerankV1(req, res, ctx);
   }));
 
   // vLLM's /score: text_1 one or many, text_2 many; pairs in order.
