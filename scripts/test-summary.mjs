@@ -13,12 +13,12 @@ try {
   process.exit(1);
 }
 const passed = report.numPassedTests ?? 0;
-// suites that crashed before running their tests count as failures too
-const failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0) - countSuitesWithFailedTests(report);
+// a test file that crashed before running its tests counts as one failure too
+const failed = (report.numFailedTests ?? 0) + countCrashedFiles(report);
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || passed === 0 ? 1 : 0);
 
-function countSuitesWithFailedTests(r) {
-  return (r.testResults ?? []).filter((s) => s.status === 'failed' && (s.assertionResults ?? []).some((a) => a.status === 'failed')).length;
+function countCrashedFiles(r) {
+  return (r.testResults ?? []).filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')).length;
 }

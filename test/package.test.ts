@@ -57,16 +57,23 @@ describe('packaging', () => {
     expect(install.stderr + install.stdout).toContain('qrank: using the prebuild');
     expect(existsSync(join(app, 'node_modules', 'qrank', 'build'))).toBe(false);
 
+    // the optional better-sqlite3 could not be compiled here: scoring works, collections say what is missing
     const script = `
-      const { Reranker } = require('qrank');
-      Reranker.load({ model: ${JSON.stringify(MODELS.reranker)}, threads: 1 }).then(async (rr) => {
-        const r = await rr.rerank('auriculares bluetooth', ['wireless headphones', 'kitchen knife']);
-        console.log(JSON.stringify(r));
+      const { Reranker, Embedder, SearchEngine } = require('qrank');
+      (async () => {
+        const rr = await Reranker.load({ model: ${JSON.stringify(MODELS.reranker)}, threads: 1 });
+        const em = await Embedder.load({ model: ${JSON.stringify(MODELS.embedder)}, threads: 1 });
+        const results = await rr.rerank('auriculares bluetooth', ['wireless headphones', 'kitchen knife']);
+        const se = await SearchEngine.open({ dir: ${JSON.stringify(join(work, 'data'))}, embedder: em, reranker: rr });
+        const collection = await se.collection('p').then(() => 'opened', (e) => e.code + ': ' + e.message);
+        console.log(JSON.stringify({ results, collection }));
         await rr.close();
-      });`;
+        await em.close();
+      })();`;
     const out = JSON.parse(run(process.execPath, ['-e', script], app, bare));
-    expect(out).toHaveLength(2);
-    expect(out[0].score).toBeGreaterThan(0);
-    expect(out[0].score).toBeLessThan(1);
+    expect(out.results).toHaveLength(2);
+    expect(out.results[0].score).toBeGreaterThan(0);
+    expect(out.results[0].score).toBeLessThan(1);
+    expect(out.collection).toMatch(/^UNSUPPORTED: .*npm install better-sqlite3/);
   });
 });

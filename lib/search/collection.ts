@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import { type IndexOptions, VectorIndex } from '../vector-index';
@@ -120,7 +120,7 @@ export class Collection {
   static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
     if (!/^[\w-]{1,64}$/.test(name)) throw invalid(`collection name '${name}' must be 1-64 letters, digits, _ or -`);
     mkdirSync(dir, { recursive: true });
-    const db = new Database(join(dir, `${name}.sqlite`));
+    const db = new (sqlite())(join(dir, `${name}.sqlite`));
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.exec(SCHEMA);
@@ -346,6 +346,18 @@ export class Collection {
 
   close(): void {
     this.db.close();
+  }
+}
+
+// better-sqlite3 is an optional dependency: rerank, embed and the vector index need no SQLite, and an
+// install without a compiler (no prebuilt SQLite binary can be downloaded) must still work.
+function sqlite(): typeof Database {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('better-sqlite3') as typeof Database;
+  } catch (err) {
+    throw new QrankError('UNSUPPORTED', `collections need the optional package better-sqlite3, which is not installed (${(err as Error).message.split('\n')[0]}); ` +
+      'install it with `npm install better-sqlite3` (it compiles SQLite where no prebuilt binary can be downloaded)');
   }
 }
 
