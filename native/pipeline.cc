@@ -15,6 +15,12 @@ Outcome failure(const Error* error) {
   return o;
 }
 
+// Tokenising 10 000 documents takes a while: closing or aborting should not wait for it.
+void check_stop(const std::atomic<bool>& stop, const Job& job) {
+  if (stop) throw Error(ErrorCode::kClosed, "the model was closed before this call finished");
+  if (job.cancelled()) throw Error(ErrorCode::kAborted, "the call was aborted");
+}
+
 // Relevance scores for (query, document) pairs.
 class ScoreJob final : public Job {
  public:
@@ -23,10 +29,11 @@ class ScoreJob final : public Job {
       : recipe_(recipe), pairs_(std::move(pairs)), instruction_(std::move(instruction)), max_length_(max_length),
         width_(width), done_(std::move(done)) {}
 
-  void prepare() override {
+  void prepare(const std::atomic<bool>& stop) override {
     sequences().reserve(pairs_.size());
     counts_.reserve(pairs_.size());
     for (const auto& pair : pairs_) {
+      check_stop(stop, *this);
       Prompt p = recipe_.tokens(pair.query, pair.document, instruction_, max_length_);
       truncated_ += p.truncated ? 1 : 0;
       counts_.push_back(static_cast<int32_t>(p.tokens.size()));
@@ -66,8 +73,9 @@ class EmbedJob final : public Job {
       : recipe_(recipe), texts_(std::move(texts)), kind_(kind), instruction_(std::move(instruction)),
         max_length_(max_length), width_(width), dimensions_(dimensions), done_(std::move(done)) {}
 
-  void prepare() override {
+  void prepare(const std::atomic<bool>& stop) override {
     for (const auto& text : texts_) {
+      check_stop(stop, *this);
       Prompt p = recipe_.tokens(text, kind_, instruction_, max_length_);
       truncated_ += p.truncated ? 1 : 0;
       counts_.push_back(static_cast<int32_t>(p.tokens.size()));

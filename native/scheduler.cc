@@ -1,12 +1,31 @@
 #include "qrank/scheduler.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <set>
 
 namespace qrank {
 namespace {
 
 // Shortest shared prefix worth reusing: below this the bookkeeping costs more than it saves.
 constexpr size_t kMinSharedPrefix = 8;
+
+// Live schedulers, closed by an atexit handler: exit() destroys C++ statics (llama.cpp's unicode
+// tables among them) while a scheduler thread may still be tokenising or decoding. Both are heap
+// objects that are never freed, so they outlive every static destructor.
+std::mutex* g_live_mutex = new std::mutex();
+std::set<Scheduler*>* g_live = new std::set<Scheduler*>();
+std::atomic<bool> g_exiting{false};
+
+void close_all_at_exit() {
+  g_exiting = true;
+  std::vector<Scheduler*> live;
+  {
+    std::lock_guard<std::mutex> lock(*g_live_mutex);
+    live.assign(g_live->begin(), g_live->end());
+  }
+  for (Scheduler* s : live) s->close();
+}
 
 size_t common_prefix(const Tokens& a, const Tokens& b) {
   const size_t n = std::min(a.size(), b.size());
@@ -17,11 +36,24 @@ size_t common_prefix(const Tokens& a, const Tokens& b) {
 
 }  // namespace
 
+bool process_exiting() { return g_exiting.load(); }
+
 Scheduler::Scheduler(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {
+  {
+    std::lock_guard<std::mutex> lock(*g_live_mutex);
+    g_live->insert(this);
+  }
+  // Registered now, after the model load created llama.cpp's lazily built statics, so it runs
+  // before their destructors (atexit order is the reverse of registration).
+  std::atexit(close_all_at_exit);
   worker_ = std::thread([this] { loop(); });
 }
 
-Scheduler::~Scheduler() { close(); }
+Scheduler::~Scheduler() {
+  close();
+  std::lock_guard<std::mutex> lock(*g_live_mutex);
+  g_live->erase(this);
+}
 
 uint64_t Scheduler::submit(std::shared_ptr<Job> job) {
   {
@@ -105,7 +137,7 @@ void Scheduler::prepare_new(std::unique_lock<std::mutex>& lock) {
       continue;
     }
     try {
-      job->prepare();
+      job->prepare(closing_);
       job->outputs_.assign(job->sequences_.size() * engine_->outputs_per_sequence(), 0.0f);
       job->prepared_ = true;
     } catch (const Error& e) {

@@ -256,8 +256,11 @@ uint64_t NativeModel::Submit(Napi::Env env, const Napi::Function& callback,
   qrank::Callback done = [tsfn, shared](qrank::Outcome&& outcome) mutable {
     Completion* c = *shared;
     *shared = nullptr;
+    // When the environment is going away nobody is waiting, and the completion holds a JS function
+    // reference that may only be released on the JS thread: it is left to the process's end.
+    if (qrank::process_exiting()) return;
     c->outcome = std::move(outcome);
-    if (tsfn.BlockingCall(c, deliver) != napi_ok) delete c;  // environment gone: drop quietly
+    tsfn.BlockingCall(c, deliver);
   };
   if (pending_++ == 0) tsfn_.Ref(env);
   try {

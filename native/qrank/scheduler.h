@@ -22,8 +22,9 @@ namespace qrank {
 class Job {
  public:
   virtual ~Job() = default;
-  // Builds sequences() from the job's inputs; runs on the scheduler thread; may throw Error.
-  virtual void prepare() = 0;
+  // Builds sequences() from the job's inputs; runs on the scheduler thread; may throw Error. Long
+  // preparations poll `stop` (the scheduler is closing) and cancelled().
+  virtual void prepare(const std::atomic<bool>& stop) = 0;
   // Called exactly once, on the scheduler thread: error == nullptr on success, then outputs()
   // holds outputs_per_sequence floats per sequence.
   virtual void finish(const Error* error) = 0;
@@ -44,6 +45,10 @@ class Job {
   bool prepared_ = false;
   std::atomic<bool> cancelled_{false};
 };
+
+// True once the process has started exiting (exit() or process.exit()): completions are then
+// dropped instead of being posted to a JavaScript environment that is going away.
+bool process_exiting();
 
 struct SchedulerStats {
   EngineStats engine;
