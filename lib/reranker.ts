@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { callerStack, invalid } from './errors';
+import type { NativeOutcome } from './binding';
 import { type LoadOptions, ModelHandle, loadNative } from './model-handle';
 import { checkText, checkTexts, parseOptions, positiveInt, signalSchema } from './validate';
 
@@ -72,11 +73,16 @@ export class Reranker extends ModelHandle {
     );
     results.sort((a, b) => b.score - a.score || a.index - b.index);
     if (o.topN !== undefined && o.topN < results.length) results.length = o.topN;
-    return { results, usage: { tokens: out.tokenCounts.reduce((a, b) => a + b, 0), truncated: out.truncated } };
+    return { results, usage: usageOf(out) };
   }
 
   /** Relevance of each (query, document) pair, in input order. */
   async score(pairs: readonly Pair[], options: ScoreOptions = {}): Promise<number[]> {
+    return (await this.scoreWithUsage(pairs, options)).scores;
+  }
+
+  /** score(), plus the tokens it scored (for usage reporting). */
+  async scoreWithUsage(pairs: readonly Pair[], options: ScoreOptions = {}): Promise<{ scores: number[]; usage: RerankUsage }> {
     const stack = callerStack();
     if (!Array.isArray(pairs)) throw invalid('pairs must be an array of { query, document }');
     const o = parseOptions(scoreOptionsSchema, options, 'options');
@@ -87,9 +93,9 @@ export class Reranker extends ModelHandle {
       queries[i] = checkText(pair.query, `pairs[${i}].query`, { allowEmpty: false });
       documents[i] = checkText(pair.document, `pairs[${i}].document`, { allowEmpty: true });
     });
-    if (pairs.length === 0) return [];
+    if (pairs.length === 0) return { scores: [], usage: { tokens: 0, truncated: 0 } };
     const out = await this.run((cb) => this.native.score(queries, documents, o.instruction ?? '', cb), o.signal, stack);
-    return Array.from(out.values);
+    return { scores: Array.from(out.values), usage: usageOf(out) };
   }
 
   /** The exact prompt of one pair: its text and the token ids that are scored. */
@@ -99,4 +105,8 @@ export class Reranker extends ModelHandle {
     const f = this.guardSync(() => this.native.formatPair(query, document, options.instruction ?? ''));
     return { text: f.text, tokens: Array.from(f.tokens) };
   }
+}
+
+function usageOf(out: NativeOutcome): RerankUsage {
+  return { tokens: out.tokenCounts.reduce((a, b) => a + b, 0), truncated: out.truncated };
 }

@@ -161,7 +161,11 @@ export function createApp(options: ServerOptions) {
     const docs = body.documents.map(documentText);
     checkCount(docs.length, 'documents');
     const cut = body.max_tokens_per_doc;
-    const texts = cut ? docs.map((d) => (rr.countTokens(d) > cut ? rr.detokenize(rr.tokenize(d).slice(0, cut)) : d)) : docs;
+    const cutDoc = (d: string) => {
+      const ids = rr.tokenize(d);
+      return ids.length > cut! ? rr.detokenize(ids.slice(0, cut)) : d;
+    };
+    const texts = cut ? docs.map(cutDoc) : docs;
     const { results, usage } = await rr.rerankWithUsage(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal });
     metrics.tokens.inc({ model: 'reranker' }, usage.tokens);
     return { docs, results, usage };
@@ -229,8 +233,8 @@ export function createApp(options: ServerOptions) {
     }
     checkCount(right.length, 'texts');
     const pairs = right.map((document, i) => ({ query: left.length === 1 ? left[0] : left[i], document }));
-    const scores = await rr.score(pairs, { instruction: body.instruction, signal: ctx.signal });
-    const tokens = pairs.reduce((n, p) => n + rr.formatPair(p.query, p.document).tokens.length, 0);
+    const { scores, usage } = await rr.scoreWithUsage(pairs, { instruction: body.instruction, signal: ctx.signal });
+    const tokens = usage.tokens;
     metrics.tokens.inc({ model: 'reranker' }, tokens);
     res.json({
       id: `score-${randomUUID()}`,
