@@ -110,11 +110,18 @@ export class Collection {
   private index!: VectorIndex;
   private held = new Set<bigint>(); // ids in the in-memory index
   private signalRanges?: Map<string, { min: number; max: number }>;
+  // statements on the search path, prepared once
+  private readonly byVid: Database.Statement;
+  private readonly countAll: Database.Statement;
+  private readonly countPending: Database.Statement;
 
   private constructor(name: string, db: Database.Database, indexPath: string, private readonly embedder: Embedder) {
     this.name = name;
     this.db = db;
     this.indexPath = indexPath;
+    this.byVid = db.prepare('SELECT vid, id, fields, rerank_text FROM products WHERE vid = ?');
+    this.countAll = db.prepare('SELECT count(*) AS n FROM products');
+    this.countPending = db.prepare('SELECT count(*) AS n FROM products WHERE indexed_hash IS NOT embed_hash');
   }
 
   static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
@@ -163,7 +170,7 @@ export class Collection {
   }
 
   get size(): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM products').get() as { n: number }).n;
+    return (this.countAll.get() as { n: number }).n;
   }
 
   get mapping(): Mapping | undefined {
@@ -173,7 +180,7 @@ export class Collection {
 
   /** Products whose vectors in the saved index are not those of their current text. */
   pendingCount(): number {
-    return (this.db.prepare('SELECT count(*) AS n FROM products WHERE indexed_hash IS NOT embed_hash').get() as { n: number }).n;
+    return (this.countPending.get() as { n: number }).n;
   }
 
   // Brings store and index into agreement after whatever happened last (see the header).
@@ -318,10 +325,9 @@ export class Collection {
   }
 
   rows(vids: number[]): Map<number, ProductRow> {
-    const get = this.db.prepare('SELECT vid, id, fields, rerank_text FROM products WHERE vid = ?');
     const out = new Map<number, ProductRow>();
     for (const vid of vids) {
-      const r = get.get(vid) as { vid: number; id: string; fields: string; rerank_text: string } | undefined;
+      const r = this.byVid.get(vid) as { vid: number; id: string; fields: string; rerank_text: string } | undefined;
       if (r) out.set(vid, { vid: r.vid, id: r.id, fields: JSON.parse(r.fields), rerankText: r.rerank_text });
     }
     return out;
