@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <thread>
+#include <unordered_map>
 
 #include "ggml-backend.h"
 #include "llama.h"
@@ -216,22 +217,15 @@ class LlamaEngine final : public Engine {
 
   void run_last_token(const std::vector<EngineSequence>& batch, float* out, size_t longest) {
     // Cells: each group's prefix once, plus every sequence's own tokens.
+    // The first sequence of each group leads it: the prefix is evaluated in its sequence only.
     size_t cells = 0;
     std::vector<int> leader(batch.size(), -1);
+    std::unordered_map<int32_t, int> group_leader;
     for (size_t i = 0; i < batch.size(); ++i) {
       const auto& s = batch[i];
-      int32_t shared = 0;
-      if (s.group >= 0 && s.prefix_len > 0) {
-        for (size_t j = 0; j < i; ++j) {
-          if (batch[j].group == s.group) {
-            leader[i] = leader[j] >= 0 ? leader[j] : static_cast<int>(j);
-            break;
-          }
-        }
-        if (leader[i] < 0) leader[i] = static_cast<int>(i);
-        shared = s.prefix_len;
-      }
-      cells += s.n_tokens - (leader[i] >= 0 && leader[i] != static_cast<int>(i) ? shared : 0);
+      if (s.group >= 0 && s.prefix_len > 0) leader[i] = group_leader.emplace(s.group, static_cast<int>(i)).first->second;
+      const bool follower = leader[i] >= 0 && leader[i] != static_cast<int>(i);
+      cells += s.n_tokens - (follower ? s.prefix_len : 0);
     }
     ensure_context(std::max(cells, longest), std::min<size_t>(batch_tokens_, kMicroBatch));
 
