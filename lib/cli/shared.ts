@@ -3,6 +3,7 @@
  * bar (cli-progress) that only draws on a terminal.
  */
 import { SingleBar } from 'cli-progress';
+import type { Command } from 'commander';
 import { Embedder } from '../embedder';
 import { Reranker } from '../reranker';
 import type { CliIO } from './main';
@@ -11,6 +12,13 @@ export interface ModelFlags {
   reranker?: string;
   embedder?: string;
   threads?: string;
+}
+
+/** The model flags of commands that load models themselves (index, search, eval). */
+export function withModelOptions(cmd: Command, roles: { reranker?: string; embedder?: boolean }): Command {
+  if (roles.reranker) cmd.option('--reranker <gguf>', `reranker GGUF (env QRANK_RERANKER)${roles.reranker === 'optional' ? '; without one, recall only' : ''}`);
+  if (roles.embedder) cmd.option('--embedder <gguf>', 'embedding GGUF (env QRANK_EMBEDDER)');
+  return cmd.option('--threads <n>', 'CPU threads');
 }
 
 export async function loadModels(flags: ModelFlags, need: { reranker: boolean; embedder: boolean }) {

@@ -7,7 +7,7 @@ import { SearchEngine } from '../../search/engine';
 import type { Mapping } from '../../search/collection';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
-import { loadModels, progressBar } from '../shared';
+import { loadModels, progressBar, withModelOptions } from '../shared';
 
 const DEFAULT_MAPPING: Mapping = {
   id: 'id',
@@ -26,8 +26,7 @@ function mappingFrom(flag: string | undefined): Mapping {
 }
 
 export function registerCollections(program: Command, io: CliIO): void {
-  program
-    .command('index')
+  withModelOptions(program.command('index'), { embedder: true })
     .description('ingest products (JSON, JSONL or CSV) into a collection: store, embed, index')
     .argument('<file>', 'catalog file (.jsonl, .json, .csv)')
     .requiredOption('--dir <dir>', 'data directory of the search engine')
@@ -35,8 +34,6 @@ export function registerCollections(program: Command, io: CliIO): void {
     .option('--mapping <json|file>', 'id field, embed template(s), rerank template, numeric fields (JSON)')
     .option('--index <kind>', 'index kind for a new collection: flat, hnsw, ivf, ivfpq', 'hnsw')
     .option('--reindex', 're-embed everything when the embedding model changed')
-    .option('--embedder <gguf>', 'embedding GGUF (env QRANK_EMBEDDER)')
-    .option('--threads <n>', 'CPU threads')
     .action(async (file: string, flags: { dir: string; collection: string; mapping?: string; index: string; reindex?: boolean; embedder?: string; threads?: string }) => {
       const { embedder } = await loadModels(flags, { embedder: true, reranker: false });
       const se = await SearchEngine.open({ dir: flags.dir, embedder: embedder! });
@@ -55,8 +52,7 @@ export function registerCollections(program: Command, io: CliIO): void {
       }
     });
 
-  program
-    .command('search')
+  withModelOptions(program.command('search'), { reranker: 'required', embedder: true })
     .description('two-stage search: embedding recall, then reranking')
     .argument('<query>', 'the shopper\'s query, in any language')
     .requiredOption('--dir <dir>', 'data directory of the search engine')
@@ -66,9 +62,6 @@ export function registerCollections(program: Command, io: CliIO): void {
     .option('--filter <json>', 'e.g. {"category":"Audio","price":{"lte":100}}')
     .option('--no-rerank', 'recall only')
     .option('--json', 'print JSON')
-    .option('--reranker <gguf>', 'reranker GGUF (env QRANK_RERANKER)')
-    .option('--embedder <gguf>', 'embedding GGUF (env QRANK_EMBEDDER)')
-    .option('--threads <n>', 'CPU threads')
     .action(async (query: string, flags: { dir: string; collection: string; recallK: string; topN: string; filter?: string; rerank: boolean; json?: boolean; reranker?: string; embedder?: string; threads?: string }) => {
       let filter;
       try {

@@ -12,7 +12,7 @@ import { evaluate } from '../../eval/metrics';
 import type { Mapping } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
 import type { CliIO } from '../main';
-import { loadModels, progressBar } from '../shared';
+import { loadModels, progressBar, withModelOptions } from '../shared';
 
 export interface EvalReport {
   dataset: string;
@@ -79,16 +79,12 @@ export async function runEval(options: { dataset: string; embedderPath?: string;
 }
 
 export function registerEval(program: Command, io: CliIO): void {
-  program
-    .command('eval')
+  withModelOptions(program.command('eval'), { reranker: 'optional', embedder: true })
     .description('nDCG@10, MRR@10 and Recall@K on a BEIR-format set, recall alone and recall + rerank')
     .requiredOption('--dataset <dir>', 'BEIR directory (e.g. eval/crossborder-shop)')
     .option('--recall-k <n>', 'candidates from the recall stage', '100')
     .option('--vectors <mode>', "'one' vector per product (all languages) or 'per-language'", 'one')
     .option('--json <file>', 'also write the report as JSON')
-    .option('--reranker <gguf>', 'reranker GGUF (env QRANK_RERANKER); without one, recall only')
-    .option('--embedder <gguf>', 'embedding GGUF (env QRANK_EMBEDDER)')
-    .option('--threads <n>', 'CPU threads')
     .action(async (flags: { dataset: string; recallK: string; vectors: string; json?: string; reranker?: string; embedder?: string; threads?: string }) => {
       const bar = progressBar(io, 'queries');
       const report = await runEval({
