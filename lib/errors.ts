@@ -14,6 +14,8 @@ export type QrankErrorCode =
   | 'BAD_INDEX'
   | 'IO_ERROR'
   | 'MODEL_MISMATCH'
+  | 'COLLECTION_NOT_FOUND'
+  | 'COLLECTION_EXISTS'
   | 'ENGINE_FAILURE'
   | 'NATIVE_LOAD_FAILED';
 
@@ -29,6 +31,8 @@ const CODES = new Set<string>([
   'BAD_INDEX',
   'IO_ERROR',
   'MODEL_MISMATCH',
+  'COLLECTION_NOT_FOUND',
+  'COLLECTION_EXISTS',
   'ENGINE_FAILURE',
   'NATIVE_LOAD_FAILED',
 ]);

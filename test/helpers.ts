@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Mapping } from '../lib/search/collection';
 
 export const ROOT = join(__dirname, '..');
 export const MODEL_DIR = join(ROOT, 'test', '.models');
@@ -51,4 +52,28 @@ export function makeDocs(n: number, words = 12, seed = 1): string[] {
     return s;
   };
   return Array.from({ length: n }, () => Array.from({ length: words }, () => SHOP_WORDS[next() % SHOP_WORDS.length]).join(' '));
+}
+
+/** A generated multilingual catalog and its mapping, for the search and server tests. */
+export const MAPPING: Mapping = {
+  id: 'sku',
+  embed: '{title_en} | {title_zh} | {title_es} | {brand} | {category}',
+  rerank: '{title_en}\n{title_zh}\n{title_es}\nbrand: {brand}; category: {category}; price: {price}',
+  numeric: ['price', 'popularity'],
+};
+export const CATEGORIES = ['Audio', 'Kitchen', 'Shoes', 'Outdoor'];
+export function products(n: number, start = 0) {
+  return Array.from({ length: n }, (_, k) => {
+    const i = start + k;
+    return {
+      sku: `sku-${i}`,
+      title_en: `Product ${i} wireless headphones model ${i % 13}`,
+      title_zh: `产品 ${i} 无线蓝牙耳机`,
+      title_es: `Producto ${i} auriculares inalámbricos`,
+      brand: `Brand${i % 7}`,
+      category: CATEGORIES[i % 4],
+      price: 10 + ((i * 37) % 200),
+      popularity: (i % 10) / 10,
+    };
+  });
 }

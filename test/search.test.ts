@@ -6,9 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { Collection } from '../lib/search/collection';
 import { SearchEngine } from '../lib/search/engine';
-import type { Mapping } from '../lib/search/collection';
 import { renderTemplate } from '../lib/search/templates';
-import { MODELS, ROOT, rejectsWithCode } from './helpers';
+import { CATEGORIES, MAPPING, MODELS, ROOT, products, rejectsWithCode } from './helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrank-search-'));
 let em: Embedder;
@@ -21,28 +20,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const MAPPING: Mapping = {
-  id: 'sku',
-  embed: '{title_en} | {title_zh} | {title_es} | {brand} | {category}',
-  rerank: '{title_en}\n{title_zh}\n{title_es}\nbrand: {brand}; category: {category}; price: {price}',
-  numeric: ['price', 'popularity'],
-};
-const CATEGORIES = ['Audio', 'Kitchen', 'Shoes', 'Outdoor'];
-function products(n: number, start = 0) {
-  return Array.from({ length: n }, (_, k) => {
-    const i = start + k;
-    return {
-      sku: `sku-${i}`,
-      title_en: `Product ${i} wireless headphones model ${i % 13}`,
-      title_zh: `产品 ${i} 无线蓝牙耳机`,
-      title_es: `Producto ${i} auriculares inalámbricos`,
-      brand: `Brand${i % 7}`,
-      category: CATEGORIES[i % 4],
-      price: 10 + ((i * 37) % 200),
-      popularity: (i % 10) / 10,
-    };
-  });
-}
 const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 function toCsv(rows: Record<string, unknown>[]) {
   const cols = Object.keys(rows[0]);

@@ -50,6 +50,20 @@ export interface IngestOptions {
   batchSize?: number;
 }
 
+export interface CollectionInfo {
+  name: string;
+  /** Products in the store. */
+  size: number;
+  /** Products whose vectors are not yet in the saved index. */
+  pending: number;
+  /** Vectors in the index (one per product, or one per embed template). */
+  vectors: number;
+  index: IndexOptions;
+  mapping?: Mapping;
+  /** The embedding model the vectors come from. */
+  embedder?: string;
+}
+
 export interface ProductRow {
   vid: number;
   id: string;
@@ -110,6 +124,8 @@ export class Collection {
   private index!: VectorIndex;
   private held = new Set<bigint>(); // ids in the in-memory index
   private signalRanges?: Map<string, { min: number; max: number }>;
+  // ingest and delete run one at a time per collection (searches go on beside them)
+  private writes: Promise<unknown> = Promise.resolve();
   // statements on the search path, prepared once
   private readonly byVid: Database.Statement;
   private readonly countAll: Database.Statement;
@@ -209,8 +225,36 @@ export class Collection {
     if (this.pendingCount() > 0) await this.embedPending();
   }
 
-  /** Adds or updates products. Unchanged texts are not embedded again. */
-  async ingest(source: Source, options: IngestOptions = {}): Promise<IngestResult> {
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(fn, fn);
+    this.writes = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves when no write is running or queued. */
+  async idle(): Promise<void> {
+    await this.writes;
+  }
+
+  /** What the collection holds and how it is configured. */
+  info(): CollectionInfo {
+    return {
+      name: this.name,
+      size: this.size,
+      pending: this.pendingCount(),
+      vectors: this.index.size,
+      index: JSON.parse(this.meta('index') ?? '{}') as IndexOptions,
+      mapping: this.mapping,
+      embedder: JSON.parse(this.meta('embedder') ?? 'null')?.description,
+    };
+  }
+
+  /** Adds or updates products. Unchanged texts are not embedded again. Writes to one collection run one at a time. */
+  ingest(source: Source, options: IngestOptions = {}): Promise<IngestResult> {
+    return this.exclusive(() => this.ingestNow(source, options));
+  }
+
+  private async ingestNow(source: Source, options: IngestOptions): Promise<IngestResult> {
     const mapping = options.mapping ?? this.mapping;
     if (!mapping) throw invalid('ingest needs a mapping (id field, embed and rerank templates) the first time');
     if (options.mapping) this.setMeta('mapping', JSON.stringify(options.mapping));
@@ -284,8 +328,12 @@ export class Collection {
     }
   }
 
-  /** Removes products from the store and their vectors from the index. */
-  async delete(ids: string[]): Promise<number> {
+  /** Removes products from the store and their vectors from the index; returns how many existed. */
+  delete(ids: string[]): Promise<number> {
+    return this.exclusive(() => this.deleteNow(ids));
+  }
+
+  private async deleteNow(ids: string[]): Promise<number> {
     const find = this.db.prepare('SELECT vid FROM products WHERE id = ?');
     const vids = ids.map((id) => (find.get(id) as { vid: number } | undefined)?.vid).filter((v): v is number => v !== undefined);
     const del = this.db.prepare('DELETE FROM products WHERE vid = ?');

@@ -7,9 +7,11 @@
  * never served an old score.
  */
 import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Embedder } from '../embedder';
-import { invalid } from '../errors';
+import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
 import type { IndexOptions } from '../vector-index';
 import { Collection, type Mapping, fingerprint } from './collection';
@@ -82,6 +84,40 @@ export class SearchEngine {
     return c;
   }
 
+  /** Names of the collections stored in the data directory. */
+  names(): string[] {
+    if (!existsSync(this.dir)) return [];
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.sqlite'))
+      .map((f) => f.slice(0, -'.sqlite'.length))
+      .sort();
+  }
+
+  has(name: string): boolean {
+    return this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`));
+  }
+
+  /** Opens a collection that must exist (COLLECTION_NOT_FOUND otherwise). */
+  async existing(name: string): Promise<Collection> {
+    if (typeof name !== 'string' || !this.has(name)) throw new QrankError('COLLECTION_NOT_FOUND', `no collection named '${String(name)}'; create it first (POST /v1/collections or qrank index)`);
+    return this.collection(name);
+  }
+
+  /** Creates a collection that must not exist yet (COLLECTION_EXISTS otherwise). */
+  async create(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping } = {}): Promise<Collection> {
+    if (this.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
+    return this.collection(name, options);
+  }
+
+  /** Closes a collection and deletes its files. */
+  async drop(name: string): Promise<void> {
+    const c = await this.existing(name);
+    await c.idle();
+    c.close();
+    this.collections.delete(name);
+    for (const suffix of ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix']) rmSync(join(this.dir, name + suffix), { force: true });
+  }
+
   cacheStats(): CacheStats {
     return {
       queryEmbeddings: { hits: this.stats.qHits, misses: this.stats.qMisses, size: this.queryCache.size },
@@ -98,7 +134,7 @@ export class SearchEngine {
     const weights = options.fusion?.signals ?? {};
     const weightSum = Object.values(weights).reduce((a, b) => a + b, 0);
     if (Object.values(weights).some((w) => !(w >= 0)) || weightSum > 1) throw invalid('fusion weights must be >= 0 and sum to at most 1');
-    const col = await this.collection(collectionName);
+    const col = await this.existing(collectionName);
 
     const qvec = await this.queryVector(query, options.instruction, options.signal);
     const t1 = performance.now();

@@ -9,10 +9,22 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import pino, { type Logger } from 'pino';
 import type { Embedder } from '../embedder';
 import type { Reranker, RerankResult } from '../reranker';
+import type { SearchEngine, SearchHit } from '../search/engine';
 import { HttpError, errorHandler, sendError } from './http-errors';
 import { ServerMetrics } from './metrics';
 import { openApiDocument } from './openapi';
-import { documentText, embeddingsBody, parseBody, rerankBody, scoreBody, teiRerankBody } from './schemas';
+import {
+  collectionBody,
+  deleteDocumentsBody,
+  documentText,
+  documentsBody,
+  embeddingsBody,
+  parseBody,
+  rerankBody,
+  scoreBody,
+  searchBody,
+  teiRerankBody,
+} from './schemas';
 
 export interface ServerLimits {
   /** Largest accepted request body (bytes). */
@@ -26,6 +38,12 @@ export interface ServerLimits {
 export interface ServerOptions {
   reranker?: Reranker;
   embedder?: Embedder;
+  /** Collections and two-stage search (/v1/search, /v1/collections); needs the embedder. */
+  search?: SearchEngine;
+  /** Static files served at / (the web UI). */
+  staticDir?: string;
+  /** Shown by the web UI: the collection its search tab opens on. */
+  defaultCollection?: string;
   /** The model names clients send are echoed back; this is what /v1/models lists. */
   rerankerName?: string;
   embedderName?: string;
@@ -275,6 +293,86 @@ export function createApp(options: ServerOptions) {
     ].filter(Boolean);
     res.json({ object: 'list', data });
   });
+
+  // --- collections and two-stage search ---
+  const needSearch = (): SearchEngine => {
+    if (!options.search) throw new HttpError(404, 'NO_SEARCH', 'this server was started without a data directory for collections (qrank serve --data <dir>)');
+    return options.search;
+  };
+  const snakeHit = (h: SearchHit) => ({
+    id: h.id,
+    score: h.score,
+    ...(h.rerankScore !== undefined ? { rerank_score: h.rerankScore } : {}),
+    recall_score: h.recallScore,
+    fields: h.fields,
+    ...(h.explain
+      ? { explain: { relevance: h.explain.relevance, relevance_weight: h.explain.relevanceWeight, signals: h.explain.signals } }
+      : {}),
+  });
+
+  app.post('/v1/search', auth, json, onBodyError, route(async (req, res, ctx) => {
+    const body = parseBody(searchBody, req.body);
+    const se = needSearch();
+    if (body.top_n !== undefined) checkCount(body.top_n, 'results (top_n)');
+    const r = await se.search(body.collection, body.query, {
+      recallK: body.recall_k,
+      topN: body.top_n,
+      filter: body.filter,
+      instruction: body.instruction,
+      rerank: body.rerank,
+      fusion: body.fusion,
+      explain: body.explain,
+      signal: ctx.signal,
+    });
+    const t = r.timings;
+    res.json({
+      id: randomUUID(),
+      collection: body.collection,
+      results: r.results.map(snakeHit),
+      candidates: r.candidates,
+      reranked: body.rerank !== false && se.reranker !== undefined,
+      timings: { embed_ms: t.embedMs, recall_ms: t.recallMs, fetch_ms: t.fetchMs, rerank_ms: t.rerankMs, total_ms: t.totalMs },
+    });
+  }));
+
+  app.get('/v1/collections', auth, route(async (_req, res) => {
+    const se = needSearch();
+    const data = [];
+    for (const name of se.names()) data.push((await se.existing(name)).info());
+    res.json({ object: 'list', data });
+  }));
+
+  app.post('/v1/collections', auth, json, onBodyError, route(async (req, res) => {
+    const body = parseBody(collectionBody, req.body);
+    const c = await needSearch().create(body.name, { index: body.index, mapping: body.mapping });
+    res.status(201).json(c.info());
+  }));
+
+  app.get('/v1/collections/:name', auth, route(async (req, res) => {
+    res.json((await needSearch().existing(String(req.params.name))).info());
+  }));
+
+  app.delete('/v1/collections/:name', auth, route(async (req, res) => {
+    await needSearch().drop(String(req.params.name));
+    res.json({ name: req.params.name, deleted: true });
+  }));
+
+  app.post('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res, ctx) => {
+    const body = parseBody(documentsBody, req.body);
+    checkCount(body.documents.length, 'documents');
+    const c = await needSearch().existing(String(req.params.name));
+    if (!body.mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has no mapping yet; send one (id, embed, rerank templates) with the first documents');
+    const r = await c.ingest(body.documents, { mapping: body.mapping, signal: ctx.signal });
+    res.json({ ...r, size: c.size });
+  }));
+
+  app.delete('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res) => {
+    const body = parseBody(deleteDocumentsBody, req.body);
+    checkCount(body.ids.length, 'ids');
+    const c = await needSearch().existing(String(req.params.name));
+    const deleted = await c.delete(body.ids);
+    res.json({ deleted, size: c.size });
+  }));
 
   app.use((_req, res) => sendError(res, new HttpError(404, 'NOT_FOUND', 'no such route; see GET /v1/models and the README')));
   app.use(errorHandler);

@@ -4,7 +4,7 @@
  * lists exactly the routes Express serves.
  */
 import { z } from 'zod';
-import { embeddingsBody, rerankBody, scoreBody, teiRerankBody } from './schemas';
+import { collectionBody, deleteDocumentsBody, documentsBody, embeddingsBody, rerankBody, scoreBody, searchBody, teiRerankBody } from './schemas';
 
 type Json = Record<string, unknown>;
 
@@ -44,6 +44,50 @@ function get(summary: string, response: Json, contentType = 'application/json'):
   return { get: { summary, responses: { 200: { description: 'OK', content: { [contentType]: { schema: response } } } } } };
 }
 
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[\\w-]{1,64}$' } };
+
+// A route of the collections API: the collection name in the path, 404 when it does not exist.
+function collectionOp(summary: string, body: Json | undefined, response: Json): Json {
+  return {
+    summary,
+    parameters: [nameParam],
+    security: [{ bearer: [] }, {}],
+    ...(body ? { requestBody: { required: true, content: { 'application/json': { schema: body } } } } : {}),
+    responses: { 200: { description: 'OK', content: { 'application/json': { schema: response } } }, 400: errorResponse, 401: errorResponse, 404: errorResponse, 413: errorResponse },
+  };
+}
+
+const collectionInfo = {
+  type: 'object',
+  required: ['name', 'size', 'pending', 'vectors', 'index'],
+  properties: { name: { type: 'string' }, size: { type: 'integer' }, pending: { type: 'integer' }, vectors: { type: 'integer' }, index: { type: 'object' }, mapping: { type: 'object' }, embedder: { type: 'string' } },
+};
+const ingestResult = {
+  type: 'object',
+  required: ['read', 'upserted', 'unchanged', 'embedded', 'rejected', 'errors', 'size'],
+  properties: {
+    read: { type: 'integer' }, upserted: { type: 'integer' }, unchanged: { type: 'integer' }, embedded: { type: 'integer' }, rejected: { type: 'integer' }, size: { type: 'integer' },
+    errors: { type: 'array', items: { type: 'object', properties: { at: { type: 'integer' }, reason: { type: 'string' } } } },
+  },
+};
+const searchResponse = {
+  type: 'object',
+  required: ['results', 'timings', 'candidates'],
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'score', 'recall_score', 'fields'],
+        properties: { id: { type: 'string' }, score: { type: 'number' }, rerank_score: { type: 'number' }, recall_score: { type: 'number' }, fields: { type: 'object' }, explain: { type: 'object' } },
+      },
+    },
+    candidates: { type: 'integer' },
+    reranked: { type: 'boolean' },
+    timings: { type: 'object', properties: { embed_ms: { type: 'number' }, recall_ms: { type: 'number' }, fetch_ms: { type: 'number' }, rerank_ms: { type: 'number' }, total_ms: { type: 'number' } } },
+  },
+};
+
 const rerankResults = {
   type: 'array',
   items: {
@@ -82,6 +126,19 @@ export function openApiDocument(version: string): Json {
       '/v1/score': post('Score pairs (vLLM)', schema(scoreBody), { type: 'object', required: ['data'], properties: { data: { type: 'array' }, usage: { type: 'object' } } }),
       '/v1/embeddings': post('Embeddings (OpenAI)', schema(embeddingsBody), { type: 'object', required: ['data', 'usage'], properties: { data: { type: 'array' }, model: { type: 'string' }, usage: { type: 'object' } } }),
       '/embeddings': post('Embeddings (OpenAI, without /v1)', schema(embeddingsBody), { type: 'object', required: ['data'], properties: { data: { type: 'array' } } }),
+      '/v1/search': post('Two-stage search: embedding recall with the filter inside, then reranking, optional fusion and explain', schema(searchBody), searchResponse),
+      '/v1/collections': {
+        ...get('Collections in the data directory', { type: 'object', properties: { data: { type: 'array', items: collectionInfo } } }),
+        post: { ...(post('Create a collection (409 if it exists)', schema(collectionBody), collectionInfo).post as Json), responses: { 201: { description: 'Created', content: { 'application/json': { schema: collectionInfo } } }, 400: errorResponse, 401: errorResponse, 409: errorResponse } },
+      },
+      '/v1/collections/{name}': {
+        get: collectionOp('A collection: size, pending products, index and mapping', undefined, collectionInfo),
+        delete: collectionOp('Delete a collection and its files', undefined, { type: 'object', properties: { name: { type: 'string' }, deleted: { type: 'boolean' } } }),
+      },
+      '/v1/collections/{name}/documents': {
+        post: collectionOp('Upsert products (JSON records); only changed texts are embedded again', schema(documentsBody), ingestResult),
+        delete: collectionOp('Delete products by id', schema(deleteDocumentsBody), { type: 'object', properties: { deleted: { type: 'integer' }, size: { type: 'integer' } } }),
+      },
       '/v1/models': get('Models served', { type: 'object', properties: { data: { type: 'array' } } }),
       '/health': get('Liveness', { type: 'object', properties: { status: { type: 'string' } } }),
       '/ready': get('Readiness: models loaded and not draining (503 otherwise)', { type: 'object', properties: { status: { type: 'string' } } }),

@@ -75,3 +75,70 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infe
 export function documentText(d: z.infer<typeof documentItem>): string {
   return typeof d === 'string' ? d : d.text;
 }
+
+const name = z.string().regex(/^[\w-]{1,64}$/, 'must be 1-64 letters, digits, _ or -');
+const scalar = z.union([z.string(), z.number(), z.boolean()]);
+const fieldFilter = z.union([
+  scalar,
+  z
+    .object({ eq: scalar, ne: scalar, lt: z.number(), lte: z.number(), gt: z.number(), gte: z.number(), in: z.array(scalar).min(1) })
+    .partial()
+    .strict(),
+]);
+const mapping = z
+  .object({
+    id: z.string().optional(),
+    embed: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)]),
+    rerank: z.string().min(1),
+    numeric: z.array(z.string()).optional(),
+  })
+  .strict();
+
+/** POST /v1/collections */
+export const collectionBody = z
+  .object({
+    name,
+    index: z
+      .object({
+        kind: z.enum(['flat', 'hnsw', 'ivf', 'ivfpq']),
+        metric: z.enum(['ip', 'l2']),
+        m: z.number().int().positive(),
+        efConstruction: z.number().int().positive(),
+        efSearch: z.number().int().positive(),
+        nlist: z.number().int().positive(),
+        nprobe: z.number().int().positive(),
+        pqM: z.number().int().positive(),
+        pqBits: z.number().int().positive(),
+      })
+      .partial()
+      .strict()
+      .optional(),
+    mapping: mapping.optional(),
+  })
+  .strict();
+
+/** POST /v1/collections/:name/documents: products as JSON records (the mapping says which fields). */
+export const documentsBody = z
+  .object({
+    documents: z.array(z.record(z.string(), z.unknown())),
+    mapping: mapping.optional(),
+  })
+  .strict();
+
+/** DELETE /v1/collections/:name/documents */
+export const deleteDocumentsBody = z.object({ ids: z.array(z.string().min(1)).min(1) }).strict();
+
+/** POST /v1/search */
+export const searchBody = z
+  .object({
+    collection: name,
+    query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
+    recall_k: z.number().int().positive().max(10_000).optional(),
+    top_n: z.number().int().positive().optional(),
+    filter: z.record(z.string(), fieldFilter).optional(),
+    instruction: text.optional(),
+    rerank: z.boolean().optional(),
+    fusion: z.object({ signals: z.record(z.string(), z.number().min(0).max(1)) }).strict().optional(),
+    explain: z.boolean().optional(),
+  })
+  .strict();

@@ -5,16 +5,12 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SearchEngine } from '../../search/engine';
 import type { Mapping } from '../../search/collection';
+import { SHOP_MAPPING } from '../../search/demo-catalog';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
 import { loadModels, progressBar, withModelOptions } from '../shared';
 
-const DEFAULT_MAPPING: Mapping = {
-  id: 'id',
-  embed: '{title_en} | {title_zh} | {title_es} | {title} | {brand} | {category}',
-  rerank: '{title_en}\n{title_zh}\n{title_es}\n{title}\n{brand}; {category}; {price}',
-  numeric: ['price', 'popularity', 'rating'],
-};
+const DEFAULT_MAPPING: Mapping = SHOP_MAPPING;
 
 function mappingFrom(flag: string | undefined): Mapping {
   if (!flag) return DEFAULT_MAPPING;
