@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(cmake ninja-build g++ make git python3 libfaiss-dev libopenblas-dev)
+# build: cmake ninja-build g++ make git python3; FAISS: libfaiss-dev libopenblas-dev;
+# chromium: only the web UI's browser test uses it (it is skipped without one)
+PACKAGES=(cmake ninja-build g++ make git python3 libfaiss-dev libopenblas-dev chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

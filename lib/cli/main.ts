@@ -15,6 +15,7 @@ import { registerMakeTestModel } from './commands/make-test-model';
 import { registerServe } from './commands/serve';
 import { registerCollections } from './commands/collections';
 import { registerEval } from './commands/eval';
+import { ConfigError, applyConfig, readConfig } from './shared';
 
 /** Where a command writes; injectable so that tests can capture output. */
 export interface CliIO {
@@ -40,6 +41,7 @@ export function buildProgram(io: CliIO): Command {
   const program = new Command('qrank')
     .description('In-process multilingual search core: Qwen3 embedding and reranking through llama.cpp')
     .version(packageVersion(), '-V, --version')
+    .option('--config <file>', 'JSON config file (env QRANK_CONFIG; default ./qrank.config.json when present); flags and environment take precedence')
     // Errors become exceptions (handled in runCli) instead of process.exit, in the program and its subcommands.
     .exitOverride()
     .configureOutput({
@@ -52,6 +54,11 @@ export function buildProgram(io: CliIO): Command {
   registerServe(program, io);
   registerCollections(program, io);
   registerEval(program, io);
+  // options that neither a flag nor the environment set come from the config file
+  program.hook('preAction', (root, action) => {
+    const names = root.commands.map((c) => c.name());
+    applyConfig(action, readConfig(root.opts().config as string | undefined), names);
+  });
   return program;
 }
 
@@ -70,7 +77,7 @@ export async function runCli(args: string[], io: CliIO = { stdout: process.stdou
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2; // commander already printed the message
     io.stderr.write(`qrank: ${oneLine(err)}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return err instanceof UsageError || err instanceof ConfigError ? 2 : 1;
   }
 }
 

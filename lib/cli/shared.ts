@@ -1,9 +1,11 @@
 /**
- * What the CLI commands share: loading the models named by flags or environment, and a progress
- * bar (cli-progress) that only draws on a terminal.
+ * What the CLI commands share: configuration (flags > environment > config file > defaults),
+ * loading the models it names, and a progress bar (cli-progress) that only draws on a terminal.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { Embedder } from '../embedder';
 import { Reranker } from '../reranker';
 import type { CliIO } from './main';
@@ -14,16 +16,82 @@ export interface ModelFlags {
   threads?: string;
 }
 
-/** The model flags of commands that load models themselves (index, search, eval). */
-export function withModelOptions(cmd: Command, roles: { reranker?: string; embedder?: boolean }): Command {
-  if (roles.reranker) cmd.option('--reranker <gguf>', `reranker GGUF (env QRANK_RERANKER)${roles.reranker === 'optional' ? '; without one, recall only' : ''}`);
-  if (roles.embedder) cmd.option('--embedder <gguf>', 'embedding GGUF (env QRANK_EMBEDDER)');
-  return cmd.option('--threads <n>', 'CPU threads');
+/** An option that can also come from an environment variable (commander gives flags precedence). */
+export function envOption(flags: string, description: string, env: string, defaultValue?: string): Option {
+  const o = new Option(flags, description).env(env);
+  return defaultValue === undefined ? o : o.default(defaultValue);
+}
+
+/** The model flags of commands that load models themselves (index, search, eval, rerank, embed, bench). */
+export function withModelOptions(cmd: Command, roles: { reranker?: string; embedder?: boolean | string }): Command {
+  if (roles.reranker) cmd.addOption(envOption('--reranker <gguf>', `reranker GGUF${roles.reranker === 'optional' ? '; without one, recall only' : ''}`, 'QRANK_RERANKER'));
+  if (roles.embedder) cmd.addOption(envOption('--embedder <gguf>', 'embedding GGUF', 'QRANK_EMBEDDER'));
+  return cmd.addOption(envOption('--threads <n>', 'CPU threads', 'QRANK_THREADS'));
+}
+
+// --- configuration file ---
+
+export type ConfigFile = Record<string, unknown>;
+
+/** The config file named by --config or QRANK_CONFIG, else ./qrank.config.json when present. */
+export function readConfig(explicit: string | undefined): { path?: string; config: ConfigFile } {
+  const path = explicit ?? process.env.QRANK_CONFIG ?? (existsSync('qrank.config.json') ? 'qrank.config.json' : undefined);
+  if (!path) return { config: {} };
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ConfigError(`config file ${path}: must be a JSON object`);
+  return { path: resolve(path), config: config as ConfigFile };
+}
+
+export class ConfigError extends Error {}
+
+const camel = (k: string) => k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+
+/**
+ * Fills the options of `cmd` that neither a flag nor the environment set from the config file:
+ * top-level keys apply to every command, a section named after the command overrides them.
+ * Keys are option names (`max-documents` or `maxDocuments`). Unknown keys in a command's section
+ * are an error, so a typo does not silently keep a default.
+ */
+export function applyConfig(cmd: Command, file: { path?: string; config: ConfigFile }, commandNames: string[]): void {
+  if (!file.path) return;
+  const own = file.config[cmd.name()];
+  if (own !== undefined && (typeof own !== 'object' || own === null || Array.isArray(own))) throw new ConfigError(`config file ${file.path}: "${cmd.name()}" must be an object`);
+  const section = Object.fromEntries(Object.entries((own ?? {}) as ConfigFile).map(([k, v]) => [camel(k), v]));
+  const top = Object.fromEntries(Object.entries(file.config).filter(([k]) => !commandNames.includes(k)).map(([k, v]) => [camel(k), v]));
+  const known = new Set(cmd.options.map((o) => o.attributeName()));
+  for (const key of Object.keys(section)) {
+    if (!known.has(key)) throw new ConfigError(`config file ${file.path}: "${cmd.name()}.${key}" is not an option of qrank ${cmd.name()} (see qrank ${cmd.name()} --help)`);
+  }
+  for (const opt of cmd.options) {
+    const key = opt.attributeName();
+    const source = cmd.getOptionValueSource(key);
+    if (source === 'cli' || source === 'env') continue;
+    const value = key in section ? section[key] : top[key];
+    if (value === undefined) continue;
+    const valid = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || (Array.isArray(value) && value.every((v) => typeof v === 'string'));
+    if (!valid) throw new ConfigError(`config file ${file.path}: "${key}" must be a string, number, boolean or list of strings`);
+    cmd.setOptionValueWithSource(key, Array.isArray(value) || typeof value === 'boolean' ? value : String(value), 'config');
+  }
+}
+
+/** Where each option's value came from: cli, env, config or default. */
+export function optionSources(cmd: Command): Record<string, { value: unknown; source: string | undefined }> {
+  const out: Record<string, { value: unknown; source: string | undefined }> = {};
+  for (const opt of cmd.options) {
+    const key = opt.attributeName();
+    out[key] = { value: cmd.getOptionValue(key), source: cmd.getOptionValueSource(key) };
+  }
+  return out;
 }
 
 export async function loadModels(flags: ModelFlags, need: { reranker: boolean; embedder: boolean }) {
-  const rerankerPath = flags.reranker ?? process.env.QRANK_RERANKER;
-  const embedderPath = flags.embedder ?? process.env.QRANK_EMBEDDER;
+  const rerankerPath = flags.reranker;
+  const embedderPath = flags.embedder;
   if (need.embedder && !embedderPath) throw new Error('name an embedding GGUF with --embedder or QRANK_EMBEDDER');
   if (need.reranker && !rerankerPath) throw new Error('name a reranker GGUF with --reranker or QRANK_RERANKER');
   const threads = flags.threads ? Number(flags.threads) : undefined;

@@ -403,6 +403,16 @@ export class Collection {
   }
 }
 
+/** Why collections cannot work here (better-sqlite3 missing), or undefined when they can. */
+export function collectionsUnsupported(): string | undefined {
+  try {
+    sqlite();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 // better-sqlite3 is an optional dependency: rerank, embed and the vector index need no SQLite, and an
 // install without a compiler (no prebuilt SQLite binary can be downloaded) must still work.
 function sqlite(): typeof Database {

@@ -42,8 +42,6 @@ export interface ServerOptions {
   search?: SearchEngine;
   /** Static files served at / (the web UI). */
   staticDir?: string;
-  /** Shown by the web UI: the collection its search tab opens on. */
-  defaultCollection?: string;
   /** The model names clients send are echoed back; this is what /v1/models lists. */
   rerankerName?: string;
   embedderName?: string;
@@ -373,6 +371,9 @@ export function createApp(options: ServerOptions) {
     const deleted = await c.delete(body.ids);
     res.json({ deleted, size: c.size });
   }));
+
+  // the web UI: static files, no framework (GET / is index.html)
+  if (options.staticDir) app.use(express.static(options.staticDir, { index: 'index.html', maxAge: 0 }));
 
   app.use((_req, res) => sendError(res, new HttpError(404, 'NOT_FOUND', 'no such route; see GET /v1/models and the README')));
   app.use(errorHandler);

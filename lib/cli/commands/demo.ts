@@ -1,7 +1,7 @@
 /**
- * `qrank demo` (what `npm start` runs): the two stages on a small multilingual catalog. Queries in
+ * `qrank demo`: the two stages, in the terminal, on a small multilingual catalog. Queries in
  * Chinese, Spanish and English are embedded with the Embedder, matched by cosine against the
- * catalog (brute force: the FAISS index is a later piece), and the candidates are reranked by the
+ * catalog (brute force, no collection needed), and the candidates are reranked by the
  * Reranker. Real GGUFs come from --reranker/--embedder or QRANK_RERANKER/QRANK_EMBEDDER; without
  * them synthetic models are generated once into the cache, and the output says plainly that their
  * rankings mean nothing.
@@ -14,6 +14,7 @@ import { Embedder } from '../../embedder';
 import { Reranker } from '../../reranker';
 import { makeTestModel } from '../../models/test-model';
 import type { CliIO } from '../main';
+import { envOption } from '../shared';
 
 export const DEMO_CATALOG = [
   'Sony WH-1000XM5 wireless noise cancelling headphones, 30 h battery, black',
@@ -60,13 +61,13 @@ export function registerDemo(program: Command, io: CliIO): void {
   program
     .command('demo')
     .description('rank a small multilingual catalog: embedding recall, then reranking')
-    .option('--reranker <gguf>', 'a Qwen3-Reranker GGUF (default: $QRANK_RERANKER, else a synthetic model)')
-    .option('--embedder <gguf>', 'a Qwen3-Embedding GGUF (default: $QRANK_EMBEDDER, else a synthetic model)')
+    .addOption(envOption('--reranker <gguf>', 'a Qwen3-Reranker GGUF (default: a synthetic model)', 'QRANK_RERANKER'))
+    .addOption(envOption('--embedder <gguf>', 'a Qwen3-Embedding GGUF (default: a synthetic model)', 'QRANK_EMBEDDER'))
     .option('--recall-k <n>', 'candidates kept by the embedding stage', '6')
     .option('--top-n <n>', 'results shown per query', '3')
     .action(async (flags: DemoFlags) => {
-      const rerankerPath = flags.reranker ?? process.env.QRANK_RERANKER ?? (await syntheticModel('reranker', io));
-      const embedderPath = flags.embedder ?? process.env.QRANK_EMBEDDER ?? (await syntheticModel('embedder', io));
+      const rerankerPath = flags.reranker ?? (await syntheticModel('reranker', io));
+      const embedderPath = flags.embedder ?? (await syntheticModel('embedder', io));
       const [rr, em] = await Promise.all([Reranker.load({ model: rerankerPath }), Embedder.load({ model: embedderPath })]);
       try {
         if (rr.info.synthetic || em.info.synthetic) {

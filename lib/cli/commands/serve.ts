@@ -1,16 +1,23 @@
 /**
- * `qrank serve`: the HTTP server (lib/server) on the models named by flags or environment, else on
- * synthetic demo models (said plainly in the log). SIGTERM/SIGINT drain in-flight requests first.
+ * `qrank serve`: the HTTP APIs, the collections and search API and the web UI, on the models named
+ * by flags, environment or config file, else on synthetic demo models (said plainly in the log and
+ * on the page). `--demo` also fills a 'demo' collection with the shipped multilingual catalog on
+ * first start; that is what `npm start` runs. SIGTERM/SIGINT drain in-flight requests first.
  */
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { homedir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { Embedder } from '../../embedder';
+import { QrankError } from '../../errors';
 import { Reranker } from '../../reranker';
+import { ensureDemoCollection } from '../../search/demo-catalog';
+import { collectionsUnsupported } from '../../search/collection';
+import { SearchEngine } from '../../search/engine';
 import { DEFAULT_LIMITS, createApp } from '../../server/app';
 import type { CliIO } from '../main';
+import { envOption, optionSources } from '../shared';
 import { syntheticModel } from './demo';
 
 interface ServeFlags {
@@ -20,29 +27,51 @@ interface ServeFlags {
   port: string;
   apiKey?: string[];
   cors?: string[];
+  data: string;
+  demo?: boolean;
+  ui: boolean;
   maxDocuments: string;
   maxBodyBytes: string;
   maxConcurrent: string;
   threads?: string;
+  printConfig?: boolean;
 }
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
 
+export const WEB_DIR = join(__dirname, '..', '..', '..', 'web');
+
+function defaultDataDir(): string {
+  return join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'qrank');
+}
+
 export function registerServe(program: Command, io: CliIO): void {
   program
     .command('serve')
-    .description('serve the rerank and embedding APIs (Cohere, Jina, TEI, vLLM, OpenAI shapes)')
-    .option('--reranker <gguf>', 'reranker GGUF (env QRANK_RERANKER; default: a synthetic demo model)', process.env.QRANK_RERANKER)
-    .option('--embedder <gguf>', 'embedding GGUF (env QRANK_EMBEDDER; default: a synthetic demo model)', process.env.QRANK_EMBEDDER)
-    .option('--host <host>', 'address to listen on (env QRANK_HOST)', process.env.QRANK_HOST ?? '127.0.0.1')
-    .option('--port <port>', 'port (env QRANK_PORT)', process.env.QRANK_PORT ?? '8080')
-    .option('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated; env QRANK_API_KEYS)', list, process.env.QRANK_API_KEYS ? list(process.env.QRANK_API_KEYS) : undefined)
-    .option('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', list)
-    .option('--max-documents <n>', 'documents per request', String(DEFAULT_LIMITS.maxDocuments))
-    .option('--max-body-bytes <n>', 'largest request body', String(DEFAULT_LIMITS.maxBodyBytes))
-    .option('--max-concurrent <n>', 'requests served at once (more get 429)', String(DEFAULT_LIMITS.maxConcurrent))
-    .option('--threads <n>', 'CPU threads per model (default: half the cores each)')
-    .action(async (flags: ServeFlags) => {
+    .description('serve the rerank, embedding and search APIs (Cohere, Jina, TEI, vLLM, OpenAI shapes) and the web UI')
+    .addOption(envOption('--reranker <gguf>', 'reranker GGUF (default: a synthetic demo model)', 'QRANK_RERANKER'))
+    .addOption(envOption('--embedder <gguf>', 'embedding GGUF (default: a synthetic demo model)', 'QRANK_EMBEDDER'))
+    .addOption(envOption('--host <host>', 'address to listen on', 'QRANK_HOST', '127.0.0.1'))
+    .addOption(envOption('--port <port>', 'port (0: any free port)', 'QRANK_PORT', '8080'))
+    .addOption(envOption('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated)', 'QRANK_API_KEYS').argParser(list))
+    .addOption(envOption('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', 'QRANK_CORS').argParser(list))
+    .addOption(envOption('--data <dir>', 'data directory of the collections', 'QRANK_DATA', defaultDataDir()))
+    .option('--demo', "fill a 'demo' collection with the shipped multilingual catalog on first start")
+    .option('--no-ui', 'do not serve the web page at /')
+    .addOption(envOption('--max-documents <n>', 'documents per request', 'QRANK_MAX_DOCUMENTS', String(DEFAULT_LIMITS.maxDocuments)))
+    .addOption(envOption('--max-body-bytes <n>', 'largest request body', 'QRANK_MAX_BODY_BYTES', String(DEFAULT_LIMITS.maxBodyBytes)))
+    .addOption(envOption('--max-concurrent <n>', 'requests served at once (more get 429)', 'QRANK_MAX_CONCURRENT', String(DEFAULT_LIMITS.maxConcurrent)))
+    .addOption(envOption('--threads <n>', 'CPU threads per model (default: half the cores each)', 'QRANK_THREADS'))
+    .option('--print-config', 'print each setting and where it came from (flag, env, config, default), then exit')
+    .action(async (flags: ServeFlags, cmd: Command) => {
+      if (flags.printConfig) {
+        io.stdout.write(JSON.stringify(optionSources(cmd), null, 2) + '\n');
+        return;
+      }
+      const numbers = { maxDocuments: Number(flags.maxDocuments), maxBodyBytes: Number(flags.maxBodyBytes), maxConcurrent: Number(flags.maxConcurrent), port: Number(flags.port) };
+      for (const [k, v] of Object.entries(numbers)) {
+        if (!Number.isInteger(v) || v < 0) throw new QrankError('INVALID_INPUT', `${k} must be a non-negative integer, not '${String(flags[k as keyof ServeFlags])}'`);
+      }
       const log = pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
       const rerankerPath = flags.reranker ?? (await syntheticModel('reranker', io));
       const embedderPath = flags.embedder ?? (await syntheticModel('embedder', io));
@@ -52,21 +81,34 @@ export function registerServe(program: Command, io: CliIO): void {
         Reranker.load({ model: rerankerPath, threads }),
         Embedder.load({ model: embedderPath, threads }),
       ]);
-      if (reranker.info.synthetic || embedder.info.synthetic) {
-        log.warn('serving SYNTHETIC models with random weights: scores and embeddings are meaningless; set QRANK_RERANKER and QRANK_EMBEDDER to real GGUFs');
+      const synthetic = reranker.info.synthetic || embedder.info.synthetic;
+      if (synthetic) {
+        log.warn('serving SYNTHETIC models with random weights: scores, embeddings and rankings are meaningless; ' +
+          'set QRANK_RERANKER and QRANK_EMBEDDER (or --reranker/--embedder) to real Qwen3 GGUFs, e.g. from `qrank models pull`');
+      }
+      // collections need the optional better-sqlite3: without it the rerank and embedding APIs still serve
+      const noSqlite = collectionsUnsupported();
+      const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker });
+      if (noSqlite) log.warn({ reason: noSqlite }, 'collections and /v1/search are off');
+      if (search && flags.demo) {
+        if (!search.has('demo')) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
+        const demo = await ensureDemoCollection(search, 'demo');
+        log.info({ collection: 'demo', products: demo.size, created: demo.created, data: flags.data }, demo.created ? 'demo catalog ingested' : 'demo catalog ready');
       }
       const server = createApp({
         reranker,
         embedder,
+        search,
+        staticDir: flags.ui ? WEB_DIR : undefined,
         logger: log,
         version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
         apiKeys: flags.apiKey,
         corsOrigins: flags.cors,
-        limits: { maxDocuments: Number(flags.maxDocuments), maxBodyBytes: Number(flags.maxBodyBytes), maxConcurrent: Number(flags.maxConcurrent) },
+        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent },
       });
-      const http = server.app.listen(Number(flags.port), flags.host, () => {
+      const http = server.app.listen(numbers.port, flags.host, () => {
         const a = http.address();
-        log.info({ address: typeof a === 'object' && a ? `http://${a.address}:${a.port}` : a }, 'qrank listening');
+        log.info({ address: typeof a === 'object' && a ? `http://${a.address}:${a.port}` : a, ui: flags.ui, data: search ? flags.data : null, synthetic }, 'qrank listening');
       });
       await new Promise<void>((resolve, reject) => {
         http.once('error', reject);
@@ -74,6 +116,7 @@ export function registerServe(program: Command, io: CliIO): void {
           log.info({ signal }, 'draining in-flight requests');
           server
             .drain(http)
+            .then(() => search?.close())
             .then(() => Promise.all([reranker.close(), embedder.close()]))
             .then(() => resolve(), reject);
         };
