@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm's install step. A prebuild for this platform (prebuilds/<platform>-<arch>/, made by
-// `npm run prebuild`) needs no compiler and is used as it is; otherwise the addon is built from
+// `npm run prebuilds`) needs no compiler and is used as it is; otherwise the addon is built from
 // source (llama.cpp from the npm registry, FAISS-free CPU build) with cmake-js.
 // QRANK_BUILD_FROM_SOURCE=1 forces a source build.
 import { execFileSync } from 'node:child_process';

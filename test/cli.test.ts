@@ -13,11 +13,16 @@ const work = mkdtempSync(join(tmpdir(), 'qrank-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function qrank(...args: string[]) {
+  return qrankWith({}, ...args);
+}
+
+function qrankWith(opts: { env?: Record<string, string | undefined>; input?: string; cwd?: string }, ...args: string[]) {
   const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), ...args], {
-    cwd: ROOT,
+    cwd: opts.cwd ?? ROOT,
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, QRANK_EMBEDDER: MODELS.embedder, QRANK_RERANKER: MODELS.reranker },
+    input: opts.input,
+    env: { ...process.env, QRANK_EMBEDDER: MODELS.embedder, QRANK_RERANKER: MODELS.reranker, QRANK_THREADS: '1', ...opts.env },
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -70,11 +75,79 @@ describe('qrank CLI', () => {
   }, 180_000);
 
   it('answers --help for every command and exits 2 on unknown ones', () => {
-    for (const cmd of ['serve', 'index', 'search', 'eval', 'demo', 'make-test-model']) {
-      const h = qrank(cmd, '--help');
+    for (const cmd of ['serve', 'index', 'search', 'eval', 'demo', 'make-test-model', 'rerank', 'embed', 'bench', 'models', 'models pull', 'models list', 'models info']) {
+      const h = qrank(...cmd.split(' '), '--help');
       expect(h.code, cmd).toBe(0);
       expect(h.out).toContain('Usage: qrank');
     }
     expect(qrank('frobnicate').code).toBe(2);
+  });
+
+  it('rerank: documents from arguments or standard input, the same ranking either way', () => {
+    const docs = ['wireless headphones', '无线蓝牙耳机', 'kitchen knife set'];
+    const a = qrank('rerank', 'auriculares bluetooth', ...docs, '--json');
+    expect(a.code, a.err).toBe(0);
+    const ranked = JSON.parse(a.out) as { index: number; score: number; document: string }[];
+    expect(ranked.map((r) => r.document).sort()).toEqual([...docs].sort());
+    for (let i = 1; i < ranked.length; i++) expect(ranked[i - 1].score).toBeGreaterThanOrEqual(ranked[i].score);
+    const b = qrankWith({ input: docs.join('\n') + '\n\n' }, 'rerank', 'auriculares bluetooth', '--file', '-', '--top-n', '2');
+    expect(b.code, b.err).toBe(0);
+    const lines = b.out.trim().split('\n').map((l) => l.split('\t'));
+    expect(lines.map((l) => Number(l[1]))).toEqual(ranked.slice(0, 2).map((r) => r.index));
+    expect(lines.map((l) => Number(l[0]))).toEqual(ranked.slice(0, 2).map((r) => Number(r.score.toFixed(4))));
+    expect(qrank('rerank', 'q').code).toBe(2); // no documents
+    expect(qrank('rerank', 'q', 'd', '--top-n', 'x').code).toBe(2);
+  });
+
+  it('embed: one JSON line per text, unit vectors of the requested dimensions', () => {
+    const r = qrank('embed', 'hello', '你好', 'hola', '--dimensions', '16', '--kind', 'query');
+    expect(r.code, r.err).toBe(0);
+    const rows = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.map((x) => x.index)).toEqual([0, 1, 2]);
+    for (const x of rows) {
+      expect(x.embedding).toHaveLength(16);
+      expect(Math.hypot(...x.embedding)).toBeCloseTo(1, 5);
+    }
+    expect(qrank('embed', 'x', '--kind', 'passage').code).toBe(2);
+  });
+
+  it('bench: measures both models and writes a JSON report', () => {
+    const out = join(work, 'bench.json');
+    const r = qrank('bench', '--docs', '8', '--doc-tokens', '32', '--requests', '2', '--warmup', '0', '--out', out);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^rerank: .*\d+ tokens\/s, [\d.]+ pairs\/s, p50 [\d.]+ ms, p99 [\d.]+ ms per request of 8 x 32 tokens$/m);
+    const report = JSON.parse(readFileSync(out, 'utf8'));
+    for (const task of ['rerank', 'embed']) {
+      expect(report[task].tokens_per_s).toBeGreaterThan(0);
+      expect(report[task].synthetic).toBe(true);
+    }
+    // each embedded document is exactly 32 tokens (+ the end-of-text token the recipe appends)
+    expect(report.embed.tokens_per_request).toBe(8 * 33);
+    expect(qrankWith({ env: { QRANK_RERANKER: undefined, QRANK_EMBEDDER: undefined } }, 'bench').code).toBe(2);
+  });
+
+  it('takes settings from flags, then environment, then the config file, then defaults', () => {
+    const cfg = join(work, 'qrank.config.json');
+    writeFileSync(cfg, JSON.stringify({ threads: 3, serve: { port: 9001, host: '0.0.0.0', 'max-documents': 77, apiKey: ['k1', 'k2'] } }));
+    const r = qrankWith({ env: { QRANK_PORT: '9002', QRANK_THREADS: undefined } }, '--config', cfg, 'serve', '--host', '127.0.0.2', '--print-config');
+    expect(r.code, r.err).toBe(0);
+    const c = JSON.parse(r.out);
+    expect(c.host).toEqual({ value: '127.0.0.2', source: 'cli' });
+    expect(c.port).toEqual({ value: '9002', source: 'env' });
+    expect(c.maxDocuments).toEqual({ value: '77', source: 'config' });
+    expect(c.apiKey).toEqual({ value: ['k1', 'k2'], source: 'config' });
+    expect(c.threads).toEqual({ value: '3', source: 'config' }); // a top-level key applies to every command
+    expect(c.maxConcurrent.source).toBe('default');
+    // ./qrank.config.json is read without --config
+    const cwd = mkdtempSync(join(work, 'cwd-'));
+    writeFileSync(join(cwd, 'qrank.config.json'), JSON.stringify({ serve: { port: 9003 } }));
+    expect(JSON.parse(qrankWith({ cwd, env: { QRANK_PORT: undefined } }, 'serve', '--print-config').out).port).toEqual({ value: '9003', source: 'config' });
+    // a typo is an error, not a silently kept default
+    writeFileSync(cfg, JSON.stringify({ serve: { prot: 9001 } }));
+    const typo = qrank('--config', cfg, 'serve', '--print-config');
+    expect(typo.code).toBe(2);
+    expect(typo.err).toMatch(/"serve.prot" is not an option of qrank serve/);
+    writeFileSync(cfg, '{ not json');
+    expect(qrank('--config', cfg, 'serve', '--print-config').code).toBe(2);
   });
 });

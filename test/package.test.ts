@@ -1,5 +1,5 @@
 /**
- * The package as users get it: `npm run prebuild` makes prebuilds/linux-x64/, `npm pack` makes the
+ * The package as users get it: `npm run prebuilds` makes prebuilds/linux-x64/, `npm pack` makes the
  * tarball, and an empty project installs it and scores with it on a PATH that has no compiler,
  * cmake or make. Runs in a copy of the package so the running suite's build/ is never touched.
  */
@@ -27,7 +27,7 @@ describe('packaging', () => {
     // the dependencies, the llama.cpp source and the CMake tree of this checkout are reused
     for (const d of ['node_modules', 'deps', 'build-core']) symlinkSync(join(ROOT, d), join(pkg, d));
 
-    run('npm', ['run', 'prebuild', '--silent'], pkg);
+    run('npm', ['run', 'prebuilds', '--silent'], pkg);
     const prebuilt = readdirSync(join(pkg, 'prebuilds', `${process.platform}-${process.arch}`));
     expect(prebuilt.some((f) => f.endsWith('.node'))).toBe(true);
 

@@ -15,6 +15,8 @@ import { registerMakeTestModel } from './commands/make-test-model';
 import { registerServe } from './commands/serve';
 import { registerCollections } from './commands/collections';
 import { registerEval } from './commands/eval';
+import { registerModels } from './commands/models';
+import { registerScoring } from './commands/score';
 import { ConfigError, applyConfig, readConfig } from './shared';
 
 /** Where a command writes; injectable so that tests can capture output. */
@@ -54,6 +56,8 @@ export function buildProgram(io: CliIO): Command {
   registerServe(program, io);
   registerCollections(program, io);
   registerEval(program, io);
+  registerScoring(program, io);
+  registerModels(program, io);
   // options that neither a flag nor the environment set come from the config file
   program.hook('preAction', (root, action) => {
     const names = root.commands.map((c) => c.name());

@@ -73,7 +73,7 @@ export function registerDemo(program: Command, io: CliIO): void {
         if (rr.info.synthetic || em.info.synthetic) {
           io.stdout.write(
             '\n*** These models have RANDOM weights (synthetic test models): the rankings below are meaningless. ***\n' +
-              '*** Bring real GGUFs: QRANK_RERANKER=Qwen3-Reranker-0.6B.gguf QRANK_EMBEDDER=Qwen3-Embedding-0.6B.gguf npm start ***\n',
+              '*** Bring real GGUFs: qrank models pull qwen3-reranker-0.6b qwen3-embedding-0.6b, then set QRANK_RERANKER and QRANK_EMBEDDER ***\n',
           );
         }
         io.stdout.write(`\nreranker: ${rr.info.description} (${rr.info.recipe}), embedder: ${em.info.description} (${em.info.recipe})\n`);

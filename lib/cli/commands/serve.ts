@@ -84,7 +84,7 @@ export function registerServe(program: Command, io: CliIO): void {
       const synthetic = reranker.info.synthetic || embedder.info.synthetic;
       if (synthetic) {
         log.warn('serving SYNTHETIC models with random weights: scores, embeddings and rankings are meaningless; ' +
-          'set QRANK_RERANKER and QRANK_EMBEDDER (or --reranker/--embedder) to real Qwen3 GGUFs, e.g. from `qrank models pull`');
+          'get real Qwen3 GGUFs with `qrank models pull qwen3-reranker-0.6b qwen3-embedding-0.6b` and name them with QRANK_RERANKER and QRANK_EMBEDDER (or --reranker/--embedder)');
       }
       // collections need the optional better-sqlite3: without it the rerank and embedding APIs still serve
       const noSqlite = collectionsUnsupported();

@@ -1,0 +1,111 @@
+/**
+ * `qrank models pull | list | info`: getting real GGUFs (resumable, sha256-checked downloads with a
+ * progress bar) and seeing what a GGUF is without loading it.
+ */
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { withGGUF } from '../../gguf/reader';
+import { KNOWN_MODELS, download, modelsDir, resolveModel } from '../../models/download';
+import type { CliIO } from '../main';
+import { UsageError } from '../main';
+import { envOption, progressBar } from '../shared';
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+/** What a GGUF is, from its metadata: architecture, name, task, layers, synthetic or not. */
+export function describeGGUF(path: string) {
+  return withGGUF(path, (f) => {
+    const meta = f.metadata;
+    const m = { get: (k: string) => { const v = meta.get(k); return v && 'value' in v ? v.value : undefined; } };
+    const arch = String(m.get('general.architecture') ?? '?');
+    const name = String(m.get('general.name') ?? '');
+    const pooling = m.get(`${arch}.pooling_type`);
+    const kind = m.get('qrank.kind') ?? (/rerank/i.test(name) || f.tensors.some((t) => t.name === 'cls.output.weight') ? 'reranker' : /embed/i.test(name) || pooling !== undefined ? 'embedder' : 'causal');
+    return {
+      file: path,
+      bytes: f.fileSize,
+      architecture: arch,
+      name,
+      kind: String(kind),
+      layers: Number(m.get(`${arch}.block_count`) ?? 0),
+      hidden: Number(m.get(`${arch}.embedding_length`) ?? 0),
+      context: Number(m.get(`${arch}.context_length`) ?? 0),
+      tensors: f.tensors.length,
+      synthetic: m.get('qrank.synthetic') === true,
+    };
+  });
+}
+
+export function registerModels(program: Command, io: CliIO): void {
+  const models = program.command('models').description('download real GGUFs and inspect model files');
+
+  models
+    .command('pull')
+    .description(`download GGUFs with resume, progress and a sha256 check (names: ${Object.keys(KNOWN_MODELS).join(', ')}; or hf:<owner>/<repo>/<file>.gguf; or a URL)`)
+    .argument('<models...>', 'names, hf: names or URLs')
+    .addOption(envOption('--dir <dir>', 'where models go', 'QRANK_MODELS', modelsDir(homedir())))
+    .option('--sha256 <hex>', 'expected sha256 (one model only); default: the Hugging Face LFS etag when the server sends one')
+    .option('--name <file>', 'file name to save as (one model only)')
+    .action(async (specs: string[], flags: { dir: string; sha256?: string; name?: string }) => {
+      if (specs.length > 1 && (flags.sha256 || flags.name)) throw new UsageError('--sha256 and --name apply to one model at a time');
+      mkdirSync(flags.dir, { recursive: true });
+      const abort = new AbortController();
+      const onSigint = () => abort.abort();
+      process.once('SIGINT', onSigint);
+      try {
+        for (const spec of specs) {
+          const target = resolveModel(spec);
+          const dest = join(flags.dir, flags.name ?? target.file);
+          io.stderr.write(`qrank: ${target.url}\n  -> ${dest}\n`);
+          const bar = progressBar(io, target.file);
+          const headers = process.env.HF_TOKEN ? { authorization: `Bearer ${process.env.HF_TOKEN}` } : undefined;
+          try {
+            const r = await download(target.url, dest, {
+              sha256: flags.sha256 ?? target.sha256,
+              headers,
+              signal: abort.signal,
+              onProgress: (p) => bar.update(Math.round(p.received / 1e6), p.total !== undefined ? Math.round(p.total / 1e6) : undefined),
+            });
+            bar.stop();
+            const how = r.verifiedBy === 'none' ? 'no published digest to check against; written to .sha256 beside the file' : `verified (${r.verifiedBy === 'given' ? '--sha256' : 'server etag'})`;
+            io.stdout.write(`${r.path}  ${mb(r.bytes)}  sha256 ${r.sha256}  ${r.alreadyPresent ? 'already present' : r.resumedFrom ? `resumed at ${mb(r.resumedFrom)}` : 'downloaded'}; ${how}\n`);
+          } finally {
+            bar.stop();
+          }
+        }
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+
+  models
+    .command('list')
+    .description('GGUFs in the models directory, with what each is')
+    .addOption(envOption('--dir <dir>', 'models directory', 'QRANK_MODELS', modelsDir(homedir())))
+    .option('--json', 'print JSON')
+    .action((flags: { dir: string; json?: boolean }) => {
+      const files = existsSync(flags.dir) ? readdirSync(flags.dir).filter((f) => f.endsWith('.gguf')).sort() : [];
+      const rows = files.map((f) => {
+        try {
+          return describeGGUF(join(flags.dir, f));
+        } catch (err) {
+          return { file: join(flags.dir, f), bytes: statSync(join(flags.dir, f)).size, error: (err as Error).message };
+        }
+      });
+      if (flags.json) return void io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+      if (!rows.length) return void io.stdout.write(`no GGUF in ${flags.dir}; get one with qrank models pull ${Object.keys(KNOWN_MODELS)[0]}\n`);
+      for (const r of rows) {
+        io.stdout.write('error' in r ? `${r.file}  ${mb(r.bytes)}  unreadable: ${r.error}\n` : `${r.file}  ${mb(r.bytes)}  ${r.kind}  ${r.architecture} ${r.layers} layers x ${r.hidden}${r.synthetic ? '  SYNTHETIC' : ''}\n`);
+      }
+    });
+
+  models
+    .command('info')
+    .description("what a GGUF is (architecture, task, shape, synthetic or not), from its metadata, without loading it")
+    .argument('<gguf>', 'model file')
+    .action((file: string) => {
+      io.stdout.write(JSON.stringify(describeGGUF(resolve(file)), null, 2) + '\n');
+    });
+}

@@ -1,0 +1,147 @@
+/**
+ * `qrank rerank` (rank documents for a query), `qrank embed` (vectors as JSON lines) and
+ * `qrank bench` (throughput and latency of the loaded models on synthetic text of a chosen length).
+ * Documents and texts come from arguments, a file (one per line) or standard input (`--file -`).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { Embedder } from '../../embedder';
+import type { Reranker } from '../../reranker';
+import type { CliIO } from '../main';
+import { UsageError } from '../main';
+import { loadModels, progressBar, withModelOptions } from '../shared';
+
+/** Arguments, else the lines of --file (`-` is standard input); empty lines are skipped. */
+function inputs(args: string[], file: string | undefined, what: string): string[] {
+  if (args.length && file) throw new UsageError(`give ${what} as arguments or with --file, not both`);
+  const list = file ? readFileSync(file === '-' ? 0 : file, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : args;
+  if (!list.length) throw new UsageError(`no ${what}: pass them as arguments or with --file <path|->`);
+  return list;
+}
+
+function positiveInt(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, not '${value}'`);
+  return n;
+}
+
+const pct = (xs: number[], q: number) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+
+/**
+ * Text of exactly `tokens` tokens for the model, from a multilingual word list. Words are separated
+ * by spaces, so the tokenizer's pre-split keeps their token counts additive; the last few tokens are
+ * padded with " a", one token each.
+ */
+export function syntheticText(model: Reranker | Embedder, tokens: number, seed: number): string {
+  const words = ['wireless', 'headphones', 'auriculares', 'inalámbricos', '无线', '蓝牙', '耳机', 'kitchen', 'cuchillos', '刀具', 'running', 'zapatillas', '跑步鞋', 'price', 'battery', 'negro'];
+  let s = seed >>> 0;
+  let text = '';
+  for (;;) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    const next = text ? `${text} ${words[s % words.length]}` : words[s % words.length];
+    if (model.countTokens(next) > tokens) break;
+    text = next;
+  }
+  while (model.countTokens(text) < tokens) text += ' a';
+  return text;
+}
+
+export function registerScoring(program: Command, io: CliIO): void {
+  withModelOptions(program.command('rerank'), { reranker: 'required' })
+    .description('rank documents by relevance to a query (Qwen3-Reranker)')
+    .argument('<query>', 'the query, in any language')
+    .argument('[documents...]', 'documents (or --file)')
+    .option('--file <path>', 'documents, one per line (- for standard input)')
+    .option('--top-n <n>', 'keep the best n')
+    .option('--instruction <text>', 'task instruction for the reranker')
+    .option('--json', 'print JSON')
+    .action(async (query: string, args: string[], flags: { file?: string; topN?: string; instruction?: string; json?: boolean; reranker?: string; threads?: string }) => {
+      const docs = inputs(args, flags.file, 'documents');
+      const topN = flags.topN ? positiveInt(flags.topN, '--top-n') : undefined;
+      const { reranker } = await loadModels(flags, { reranker: true, embedder: false });
+      try {
+        const results = await reranker!.rerank(query, docs, { topN, instruction: flags.instruction });
+        if (flags.json) return void io.stdout.write(JSON.stringify(results.map((r) => ({ ...r, document: docs[r.index] }))) + '\n');
+        for (const r of results) io.stdout.write(`${r.score.toFixed(4)}\t${r.index}\t${docs[r.index]}\n`);
+      } finally {
+        await reranker!.close();
+      }
+    });
+
+  withModelOptions(program.command('embed'), { embedder: true })
+    .description('embed texts (Qwen3-Embedding): one JSON line per text, {"index", "embedding"}')
+    .argument('[texts...]', 'texts (or --file)')
+    .option('--file <path>', 'texts, one per line (- for standard input)')
+    .option('--kind <kind>', 'query (adds the instruction) or document', 'document')
+    .option('--instruction <text>', 'task instruction for queries')
+    .option('--dimensions <n>', 'keep the first n dimensions (renormalised)')
+    .action(async (args: string[], flags: { file?: string; kind: string; instruction?: string; dimensions?: string; embedder?: string; threads?: string }) => {
+      const texts = inputs(args, flags.file, 'texts');
+      if (flags.kind !== 'query' && flags.kind !== 'document') throw new UsageError(`--kind must be query or document, not '${flags.kind}'`);
+      const dimensions = flags.dimensions ? positiveInt(flags.dimensions, '--dimensions') : undefined;
+      const { embedder } = await loadModels(flags, { reranker: false, embedder: true });
+      try {
+        const vectors = await embedder!.embed(texts, { kind: flags.kind, instruction: flags.instruction, dimensions });
+        for (const [index, v] of vectors.entries()) io.stdout.write(JSON.stringify({ index, embedding: Array.from(v) }) + '\n');
+      } finally {
+        await embedder!.close();
+      }
+    });
+
+  withModelOptions(program.command('bench'), { reranker: 'optional', embedder: 'optional' })
+    .description('throughput and latency of the models on synthetic text: tokens/s, pairs/s, p50/p99 per request')
+    .option('--docs <n>', 'documents per request', '100')
+    .option('--doc-tokens <n>', 'tokens per document', '128')
+    .option('--requests <n>', 'timed requests per model', '5')
+    .option('--warmup <n>', 'untimed requests first', '1')
+    .option('--out <file>', 'also write the report as JSON')
+    .action(async (flags: { docs: string; docTokens: string; requests: string; warmup: string; out?: string; reranker?: string; embedder?: string; threads?: string }) => {
+      if (!flags.reranker && !flags.embedder) throw new UsageError('name a model to measure: --reranker and/or --embedder (or QRANK_RERANKER / QRANK_EMBEDDER)');
+      const n = { docs: positiveInt(flags.docs, '--docs'), docTokens: positiveInt(flags.docTokens, '--doc-tokens'), requests: positiveInt(flags.requests, '--requests') };
+      const warmup = Number(flags.warmup);
+      if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError('--warmup must be 0 or more');
+      const { reranker, embedder } = await loadModels(flags, { reranker: !!flags.reranker, embedder: !!flags.embedder });
+      const report: Record<string, unknown> = { date: new Date().toISOString(), command: `qrank bench ${process.argv.slice(3).join(' ')}`.trim(), ...n, warmup };
+      try {
+        for (const model of [reranker, embedder]) {
+          if (!model) continue;
+          const task = model instanceof Embedder ? 'embed' : 'rerank';
+          const docs = Array.from({ length: n.docs }, (_, i) => syntheticText(model, n.docTokens, i + 1));
+          const query = 'auriculares inalámbricos con cancelación de ruido';
+          const run = async () => (model instanceof Embedder ? model.embedWithUsage(docs, { kind: 'document' }) : (model as Reranker).rerankWithUsage(query, docs));
+          const bar = progressBar(io, `${task} bench`);
+          const times: number[] = [];
+          let tokens = 0;
+          for (let i = 0; i < warmup + n.requests; i++) {
+            const t0 = performance.now();
+            const { usage } = await run();
+            const ms = performance.now() - t0;
+            if (i >= warmup) {
+              times.push(ms);
+              tokens += usage.tokens;
+            }
+            bar.update(i + 1, warmup + n.requests);
+          }
+          bar.stop();
+          const seconds = times.reduce((a, b) => a + b, 0) / 1000;
+          const r = {
+            model: model.info.description,
+            synthetic: model.info.synthetic,
+            threads: flags.threads ? Number(flags.threads) : 'all cores',
+            tokens_reused: model.stats().tokensReused,
+            tokens_per_s: tokens / seconds,
+            docs_per_s: (n.docs * n.requests) / seconds,
+            p50_ms: pct(times, 0.5),
+            p99_ms: pct(times, 0.99),
+            tokens_per_request: tokens / n.requests,
+          };
+          report[task] = r;
+          io.stdout.write(`${task}: ${r.model}${r.synthetic ? ' (synthetic)' : ''}: ${r.tokens_per_s.toFixed(0)} tokens/s, ${r.docs_per_s.toFixed(1)} ${task === 'rerank' ? 'pairs' : 'texts'}/s, ` +
+            `p50 ${r.p50_ms.toFixed(1)} ms, p99 ${r.p99_ms.toFixed(1)} ms per request of ${n.docs} x ${n.docTokens} tokens\n`);
+        }
+        if (flags.out) writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n');
+      } finally {
+        await Promise.all([reranker?.close(), embedder?.close()]);
+      }
+    });
+}
