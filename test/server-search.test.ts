@@ -89,6 +89,10 @@ describe('collections', () => {
     const big = await call('POST', '/v1/collections/shop/documents', { documents: products(101) });
     expect(big).toMatchObject({ status: 413, body: { error: { code: 'TOO_MANY_DOCUMENTS' } } });
     expect((await call('GET', '/v1/collections/shop')).body.size).toBe(60);
+    // 100 000 documents within the body limit: refused by count before any work, the server stays up
+    const many = await call('POST', '/v1/rerank', { query: 'q', documents: Array(100_000).fill('') });
+    expect(many).toMatchObject({ status: 413, body: { error: { code: 'TOO_MANY_DOCUMENTS' } } });
+    expect((await call('POST', '/v1/rerank', { query: 'q', documents: ['a'] })).status).toBe(200);
   });
 });
 

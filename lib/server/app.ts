@@ -3,6 +3,7 @@
  * server, OpenAI) over the typed API, never the raw binding. Limits answer 413/429 instead of
  * queueing without bound; a client that disconnects cancels its queued work.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -124,7 +125,14 @@ export function createApp(options: ServerOptions) {
     if (!options.apiKeys.includes(key)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
     next();
   };
-  const json = express.json({ limit: limits.maxBodyBytes, strict: false });
+  // invalid UTF-8 is refused: body-parser would otherwise turn it into U+FFFD and score mangled text
+  const json = express.json({
+    limit: limits.maxBodyBytes,
+    strict: false,
+    verify: (_req, _res, buf) => {
+      if (!isUtf8(buf)) throw new HttpError(400, 'INVALID_UTF8', 'the body is not valid UTF-8; send JSON encoded as UTF-8');
+    },
+  });
   const onBodyError = (err: unknown, _req: Request, res: Response, next: NextFunction) => {
     if ((err as { type?: string })?.type === 'entity.too.large') metrics.rejected.inc({ reason: 'body' });
     next(err);
