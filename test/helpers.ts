@@ -77,3 +77,57 @@ export function products(n: number, start = 0) {
     };
   });
 }
+
+/**
+ * Checks HTTP responses against the server's own OpenAPI document: the response schema of the
+ * route (path template, method) and status, or its `default` (the error shape). JSON bodies only.
+ */
+export function openApiChecker(doc: { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>; components: unknown }) {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Ajv2020 = require('ajv/dist/2020').default as new (o: object) => { addSchema(s: object): void; compile(s: object): ((d: unknown) => boolean) & { errors?: unknown } };
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  ajv.addSchema({ $id: 'openapi', components: doc.components });
+  const fix = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(fix) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === '$ref' && typeof x === 'string' && x.startsWith('#/') ? `openapi${x}` : fix(x)])) : v;
+  const routes = Object.entries(doc.paths).map(([template, item]) => ({ re: new RegExp(`^${template.replace(/\{\w+\}/g, '[^/]+')}$`), item }));
+  const cache = new Map<object, ReturnType<typeof ajv.compile>>();
+  let checked = 0;
+  return {
+    check(method: string, url: string, status: number, body: unknown): void {
+      const path = new URL(url, 'http://x').pathname;
+      const route = routes.find((r) => r.re.test(path));
+      if (!route) throw new Error(`${method} ${path}: not in the OpenAPI document`);
+      const op = route.item[method.toLowerCase()];
+      if (!op) throw new Error(`${method} ${path}: method not in the OpenAPI document`);
+      const response = op.responses[String(status)] ?? op.responses.default;
+      if (!response) throw new Error(`${method} ${path}: status ${status} not documented`);
+      const schema = response.content?.['application/json']?.schema as object | undefined;
+      if (!schema) throw new Error(`${method} ${path} ${status}: no JSON schema documented`);
+      let validate = cache.get(schema);
+      if (!validate) cache.set(schema, (validate = ajv.compile(fix(schema) as object)));
+      if (!validate(body)) throw new Error(`${method} ${path} ${status}: response does not match the OpenAPI schema: ${JSON.stringify(validate.errors).slice(0, 600)}`);
+      checked++;
+    },
+    get checked() {
+      return checked;
+    },
+  };
+}
+
+/** Wraps an Express app so that every JSON response it sends is recorded (for openApiChecker). */
+export function recordingApp(inner: import('express').Express) {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const express = require('express') as typeof import('express');
+  const seen: { method: string; url: string; status: number; body: unknown }[] = [];
+  const outer = express();
+  outer.use((req, res, next) => {
+    const json = res.json.bind(res);
+    res.json = (body: unknown) => {
+      seen.push({ method: req.method, url: req.originalUrl, status: res.statusCode, body: JSON.parse(JSON.stringify(body)) });
+      return json(body);
+    };
+    next();
+  });
+  outer.use(inner);
+  return { app: outer, seen };
+}

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { SearchEngine } from '../lib/search/engine';
 import { createApp } from '../lib/server/app';
-import { MAPPING, MODELS, products } from './helpers';
+import { MAPPING, MODELS, makeDocs, openApiChecker, products, recordingApp } from './helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrank-server-search-'));
 let rr: Reranker;
@@ -23,6 +23,7 @@ let bare: Server;
 let base: string;
 let bareBase: string;
 
+let recorded: ReturnType<typeof recordingApp>;
 const listen = async (app: ReturnType<typeof createApp>['app']) => {
   const s = app.listen(0, '127.0.0.1');
   await new Promise((r) => s.once('listening', r));
@@ -32,7 +33,8 @@ const listen = async (app: ReturnType<typeof createApp>['app']) => {
 beforeAll(async () => {
   [rr, em] = await Promise.all([Reranker.load({ model: MODELS.reranker, threads: 1 }), Embedder.load({ model: MODELS.embedder, threads: 1 })]);
   se = await SearchEngine.open({ dir, embedder: em, reranker: rr });
-  [http, base] = await listen(createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }), limits: { maxDocuments: 100 } }).app);
+  recorded = recordingApp(createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }), limits: { maxDocuments: 100, maxTokensPerDocument: 48 } }).app);
+  [http, base] = await listen(recorded.app);
   [bare, bareBase] = await listen(createApp({ reranker: rr, embedder: em, logger: pino({ level: 'silent' }) }).app);
 });
 afterAll(async () => {
@@ -173,8 +175,66 @@ describe('POST /v1/search', () => {
     expect((await call('GET', '/v1/collections')).body.data.map((c: { name: string }) => c.name)).toEqual(['shop']);
   });
 
+  it('exports the search caches in /metrics', async () => {
+    await call('POST', '/v1/search', { collection: 'shop', query: 'cache me', top_n: 3 });
+    await call('POST', '/v1/search', { collection: 'shop', query: 'cache me', top_n: 3 });
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const value = (name: string, cache: string) => Number(text.match(new RegExp(`^${name}\\{cache="${cache}"\\} (\\d+)`, 'm'))?.[1]);
+    const c = se.cacheStats();
+    expect(value('qrank_search_cache_hits', 'query_embeddings')).toBe(c.queryEmbeddings.hits);
+    expect(value('qrank_search_cache_hits', 'rerank_scores')).toBe(c.rerankScores.hits);
+    expect(value('qrank_search_cache_misses', 'rerank_scores')).toBe(c.rerankScores.misses);
+    expect(c.queryEmbeddings.hits).toBeGreaterThan(0);
+  });
+
   it('says so when the server has no data directory', async () => {
     const r = await call('POST', '/v1/search', { collection: 'shop', query: 'x' }, bareBase);
     expect(r).toMatchObject({ status: 404, body: { error: { code: 'NO_SEARCH' } } });
+  });
+});
+
+describe('token limit per document (maxTokensPerDocument: 48)', () => {
+  const long = makeDocs(1, 120, 5)[0];
+  const cut = (model: Reranker | Embedder, t: string, n: number) => model.detokenize(model.tokenize(t).slice(0, n));
+
+  it('cuts long documents token-exactly by default, or to max_tokens_per_doc when lower', async () => {
+    expect(rr.countTokens(long)).toBeGreaterThan(48);
+    const r = await call('POST', '/v1/rerank', { query: 'auriculares', documents: ['short one', long] });
+    expect(r.status).toBe(200);
+    const expected = await rr.score([{ query: 'auriculares', document: 'short one' }, { query: 'auriculares', document: cut(rr, long, 48) }]);
+    const byIndex = new Map(r.body.results.map((x: { index: number; relevance_score: number }) => [x.index, x.relevance_score]));
+    expect(byIndex.get(0)).toBeCloseTo(expected[0], 6);
+    expect(byIndex.get(1)).toBeCloseTo(expected[1], 6);
+    const r8 = await call('POST', '/v1/rerank', { query: 'auriculares', documents: [long], max_tokens_per_doc: 8 });
+    const [s8] = await rr.score([{ query: 'auriculares', document: cut(rr, long, 8) }]);
+    expect(r8.body.results[0].relevance_score).toBeCloseTo(s8, 6);
+  });
+
+  it('refuses them with 413 INPUT_TOO_LONG when the request says truncate: false', async () => {
+    const r = await call('POST', '/v1/rerank', { query: 'q', documents: ['ok', long], truncate: false });
+    expect(r).toMatchObject({ status: 413, body: { error: { code: 'INPUT_TOO_LONG' } } });
+    expect(r.body.error.message).toMatch(/^documents\[1\] is \d+ tokens, more than the limit of 48/);
+    const e = await call('POST', '/v1/embeddings', { input: [long], truncate: false });
+    expect(e).toMatchObject({ status: 413, body: { error: { code: 'INPUT_TOO_LONG' } } });
+  });
+
+  it('cuts embedding inputs the same way', async () => {
+    const r = await call('POST', '/v1/embeddings', { input: [long], encoding_format: 'float' });
+    const [expected] = await em.embed([cut(em, long, 48)], { kind: 'document' });
+    expect(r.body.data[0].embedding).toHaveLength(expected.length);
+    r.body.data[0].embedding.forEach((x: number, i: number) => expect(x).toBeCloseTo(expected[i], 5));
+    expect(r.body.usage.prompt_tokens).toBeLessThanOrEqual(50);
+  });
+});
+
+describe('OpenAPI', () => {
+  it('every JSON response of this file matched the schema of its route in /openapi.json', async () => {
+    const checker = openApiChecker(await (await fetch(`${base}/openapi.json`)).json());
+    for (const r of recorded.seen) checker.check(r.method, r.url, r.status, r.body);
+    const routes = new Set(recorded.seen.map((r) => `${r.method} ${new URL(r.url, 'http://x').pathname.replace(/\/v1\/collections\/[^/]+/, '/v1/collections/{name}')}`));
+    for (const route of ['POST /v1/search', 'GET /v1/collections', 'POST /v1/collections', 'GET /v1/collections/{name}', 'DELETE /v1/collections/{name}', 'POST /v1/collections/{name}/documents', 'DELETE /v1/collections/{name}/documents']) {
+      expect(routes).toContain(route);
+    }
+    expect(checker.checked).toBe(recorded.seen.length);
   });
 });

@@ -10,13 +10,14 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { createApp } from '../lib/server/app';
-import { MODELS, makeDocs } from './helpers';
+import { MODELS, makeDocs, openApiChecker, recordingApp } from './helpers';
 
 let rr: Reranker;
 let em: Embedder;
 let http: Server;
 let base: string;
 let server: ReturnType<typeof createApp>;
+let recorded: ReturnType<typeof recordingApp>;
 const KEY = 'test-key';
 const query = 'auriculares bluetooth';
 const docs = makeDocs(6, 8, 3);
@@ -24,7 +25,8 @@ const docs = makeDocs(6, 8, 3);
 beforeAll(async () => {
   [rr, em] = await Promise.all([Reranker.load({ model: MODELS.reranker, threads: 1 }), Embedder.load({ model: MODELS.embedder, threads: 1 })]);
   server = createApp({ reranker: rr, embedder: em, apiKeys: [KEY], logger: pino({ level: 'silent' }), limits: { maxDocuments: 50, maxBodyBytes: 64 * 1024, maxConcurrent: 4 } });
-  http = server.app.listen(0, '127.0.0.1');
+  recorded = recordingApp(server.app);
+  http = recorded.app.listen(0, '127.0.0.1');
   await new Promise((r) => http.once('listening', r));
   base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
 });
@@ -208,5 +210,22 @@ describe('limits and bad input', () => {
   it('lists models', async () => {
     const r = await (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } })).json();
     expect(r.data.map((m: { task: string }) => m.task).sort()).toEqual(['embed', 'rerank']);
+  });
+});
+
+describe('OpenAPI', () => {
+  // last in the file: every JSON response sent above, by the official clients and plain fetch alike
+  it('every JSON response of this file matched the schema of its route in /openapi.json', async () => {
+    const checker = openApiChecker(await (await fetch(`${base}/openapi.json`)).json());
+    const known = recorded.seen.filter((r) => !(r.status === 404 && (r.body as { error?: { code?: string } }).error?.code === 'NOT_FOUND'));
+    for (const r of known) checker.check(r.method, r.url, r.status, r.body);
+    expect(checker.checked).toBeGreaterThan(40);
+    // the checker is not vacuous: wrong shapes and undocumented routes fail
+    expect(() => checker.check('POST', '/v1/rerank', 200, { id: 'x', results: [{ index: 'x', relevance_score: 1 }] })).toThrow(/does not match/);
+    expect(() => checker.check('POST', '/v1/embeddings', 200, { object: 'list', model: 'm', data: [], usage: {} })).toThrow(/does not match/);
+    expect(() => checker.check('POST', '/v1/rerank', 400, { message: 'no code' })).toThrow(/does not match/);
+    expect(() => checker.check('GET', '/v1/rerank', 200, {})).toThrow(/method not in the OpenAPI document/);
+    const routes = new Set(known.map((r) => `${r.method} ${new URL(r.url, 'http://x').pathname}`));
+    for (const route of ['POST /v1/rerank', 'POST /v2/rerank', 'POST /rerank', 'POST /score', 'POST /v1/embeddings', 'GET /v1/models']) expect(routes).toContain(route);
   });
 });

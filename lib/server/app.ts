@@ -32,6 +32,11 @@ export interface ServerLimits {
   maxBodyBytes: number;
   /** Most documents (or texts, or inputs) in one request. */
   maxDocuments: number;
+  /**
+   * Tokens per document (rerank) or input (embeddings); longer ones are cut, or refused with 413
+   * when the request says `truncate: false`. Undefined: the model's context decides.
+   */
+  maxTokensPerDocument?: number;
   /** Requests served at once; more get 429. */
   maxConcurrent: number;
 }
@@ -67,7 +72,7 @@ type Handler = (req: Request, res: Response, ctx: Ctx) => Promise<void>;
 export function createApp(options: ServerOptions) {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.logger ?? pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
-  const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder });
+  const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder }, options.search);
   const rerankerName = options.rerankerName ?? 'qrank-reranker';
   const embedderName = options.embedderName ?? 'qrank-embedder';
   let inFlight = 0;
@@ -179,17 +184,33 @@ export function createApp(options: ServerOptions) {
     }
   };
 
-  // Cohere-style rerank: documents cut to max_tokens_per_doc (token-exact) when the client asks.
+  /**
+   * Applies the token limit to each text: the server's maxTokensPerDocument and the request's own
+   * (Cohere's max_tokens_per_doc), whichever is lower. Longer texts are cut token-exactly, or
+   * refused (413 INPUT_TOO_LONG) when the request says truncate: false. A text of no more bytes
+   * than the limit cannot have more tokens (each token covers at least one byte), so only longer
+   * ones are tokenised.
+   */
+  const limitTokens = (model: Reranker | Embedder, texts: string[], what: string, requested: number | undefined, truncate: boolean | undefined): string[] => {
+    const limit = Math.min(limits.maxTokensPerDocument ?? Infinity, requested ?? Infinity);
+    if (!Number.isFinite(limit)) return texts;
+    return texts.map((t, i) => {
+      if (Buffer.byteLength(t) <= limit) return t;
+      const ids = model.tokenize(t);
+      if (ids.length <= limit) return t;
+      if (truncate === false) {
+        metrics.rejected.inc({ reason: 'tokens' });
+        throw new HttpError(413, 'INPUT_TOO_LONG', `${what}[${i}] is ${ids.length} tokens, more than the limit of ${limit}; shorten it or send truncate: true`);
+      }
+      return model.detokenize(ids.slice(0, limit));
+    });
+  };
+
   const rerankCommon = async (body: ReturnType<typeof parseRerank>, signal: AbortSignal) => {
     const rr = needReranker();
     const docs = body.documents.map(documentText);
     checkCount(docs.length, 'documents');
-    const cut = body.max_tokens_per_doc;
-    const cutDoc = (d: string) => {
-      const ids = rr.tokenize(d);
-      return ids.length > cut! ? rr.detokenize(ids.slice(0, cut)) : d;
-    };
-    const texts = cut ? docs.map(cutDoc) : docs;
+    const texts = limitTokens(rr, docs, 'documents', body.max_tokens_per_doc, body.truncate);
     const { results, usage } = await rr.rerankWithUsage(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal });
     metrics.tokens.inc({ model: 'reranker' }, usage.tokens);
     return { docs, results, usage };
@@ -228,12 +249,13 @@ export function createApp(options: ServerOptions) {
       const body = parseBody(teiRerankBody, req.body);
       const rr = needReranker();
       checkCount(body.texts.length, 'texts');
+      const texts = limitTokens(rr, body.texts, 'texts', undefined, body.truncate);
       if (body.truncate === false) {
         const limit = rr.info.maxLength;
         const long = body.texts.findIndex((t) => rr.formatPair(body.query, t).tokens.length >= limit);
         if (long >= 0) throw new HttpError(413, 'INPUT_TOO_LONG', `texts[${long}] is longer than ${limit} tokens; send truncate: true`);
       }
-      const results = await rr.rerank(body.query, body.texts, { instruction: body.instruction, signal: ctx.signal });
+      const results = await rr.rerank(body.query, texts, { instruction: body.instruction, signal: ctx.signal });
       res.json(
         results.map((r) => ({
           index: r.index,
@@ -274,8 +296,9 @@ export function createApp(options: ServerOptions) {
   app.post(['/v1/embeddings', '/embeddings'], auth, json, onBodyError, route(async (req, res, ctx) => {
     const body = parseBody(embeddingsBody, req.body);
     const em = needEmbedder();
-    const inputs = normaliseInput(body.input, em);
-    checkCount(inputs.length, 'inputs');
+    const raw = normaliseInput(body.input, em);
+    checkCount(raw.length, 'inputs');
+    const inputs = limitTokens(em, raw, 'input', undefined, body.truncate);
     const kind = body.input_type === 'query' || body.input_type === 'search_query' ? 'query' : 'document';
     const { embeddings, usage } = await em.embedWithUsage(inputs, { kind, dimensions: body.dimensions, instruction: body.instruction, signal: ctx.signal });
     metrics.tokens.inc({ model: 'embedder' }, usage.tokens);

@@ -1,9 +1,11 @@
 /**
  * Prometheus metrics (prom-client): request latency per route, in-flight requests, queue depth,
- * tokens and sequences scored, prefix tokens reused, and the process's own memory and CPU.
+ * tokens and sequences scored, prefix tokens reused, search cache hits and misses, and the
+ * process's own memory and CPU.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ModelHandle } from '../model-handle';
+import type { SearchEngine } from '../search/engine';
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -23,7 +25,7 @@ export class ServerMetrics {
   });
   readonly tokens = new Counter({ name: 'qrank_tokens_total', help: 'tokens scored or embedded', labelNames: ['model'], registers: [this.registry] });
 
-  constructor(models: Record<string, ModelHandle | undefined>) {
+  constructor(models: Record<string, ModelHandle | undefined>, search?: SearchEngine) {
     collectDefaultMetrics({ register: this.registry, prefix: 'qrank_' });
     const stat = (name: string, help: string, pick: (s: ReturnType<ModelHandle['stats']>) => number) =>
       new Gauge({
@@ -39,6 +41,23 @@ export class ServerMetrics {
     stat('qrank_batches', 'batches run by the engine since start', (s) => s.batches);
     stat('qrank_sequences', 'sequences scored or embedded since start', (s) => s.sequences);
     stat('qrank_tokens_evaluated', 'tokens run through the network since start', (s) => s.tokensEvaluated);
+    if (search) {
+      const cache = (name: string, help: string, pick: 'hits' | 'misses' | 'size') =>
+        new Gauge({
+          name,
+          help,
+          labelNames: ['cache'],
+          registers: [this.registry],
+          collect() {
+            const c = search.cacheStats();
+            this.set({ cache: 'query_embeddings' }, c.queryEmbeddings[pick]);
+            this.set({ cache: 'rerank_scores' }, c.rerankScores[pick]);
+          },
+        });
+      cache('qrank_search_cache_hits', 'search cache hits since start', 'hits');
+      cache('qrank_search_cache_misses', 'search cache misses since start', 'misses');
+      cache('qrank_search_cache_entries', 'entries held by each search cache', 'size');
+    }
     stat('qrank_tokens_reused', 'prefix tokens served from the KV cache instead of being evaluated again', (s) => s.tokensReused);
   }
 }

@@ -33,15 +33,17 @@ function post(summary: string, body: Json, response: Json): Json {
         400: errorResponse,
         401: errorResponse,
         413: errorResponse,
+        404: errorResponse,
         429: errorResponse,
         503: errorResponse,
+        default: errorResponse,
       },
     },
   };
 }
 
 function get(summary: string, response: Json, contentType = 'application/json'): Json {
-  return { get: { summary, responses: { 200: { description: 'OK', content: { [contentType]: { schema: response } } } } } };
+  return { get: { summary, responses: { 200: { description: 'OK', content: { [contentType]: { schema: response } } }, default: errorResponse } } };
 }
 
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[\\w-]{1,64}$' } };
@@ -53,7 +55,7 @@ function collectionOp(summary: string, body: Json | undefined, response: Json): 
     parameters: [nameParam],
     security: [{ bearer: [] }, {}],
     ...(body ? { requestBody: { required: true, content: { 'application/json': { schema: body } } } } : {}),
-    responses: { 200: { description: 'OK', content: { 'application/json': { schema: response } } }, 400: errorResponse, 401: errorResponse, 404: errorResponse, 413: errorResponse },
+    responses: { 200: { description: 'OK', content: { 'application/json': { schema: response } } }, 400: errorResponse, 401: errorResponse, 404: errorResponse, 413: errorResponse, default: errorResponse },
   };
 }
 
@@ -96,6 +98,30 @@ const rerankResults = {
     properties: { index: { type: 'integer' }, relevance_score: { type: 'number' }, document: { type: 'object', properties: { text: { type: 'string' } } } },
   },
 };
+const usage = { type: 'object', required: ['prompt_tokens', 'total_tokens'], properties: { prompt_tokens: { type: 'integer' }, total_tokens: { type: 'integer' } } };
+const scoreResponse = {
+  type: 'object',
+  required: ['id', 'object', 'data', 'usage'],
+  properties: {
+    id: { type: 'string' }, object: { const: 'list' }, created: { type: 'integer' }, model: { type: 'string' }, usage,
+    data: { type: 'array', items: { type: 'object', required: ['index', 'object', 'score'], properties: { index: { type: 'integer' }, object: { const: 'score' }, score: { type: 'number' } } } },
+  },
+};
+const embeddingsResponse = {
+  type: 'object',
+  required: ['object', 'data', 'model', 'usage'],
+  properties: {
+    object: { const: 'list' }, model: { type: 'string' }, usage,
+    data: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['object', 'index', 'embedding'],
+        properties: { object: { const: 'embedding' }, index: { type: 'integer' }, embedding: { anyOf: [{ type: 'array', items: { type: 'number' } }, { type: 'string', contentEncoding: 'base64' }] } },
+      },
+    },
+  },
+};
 const cohereResponse = { type: 'object', required: ['id', 'results'], properties: { id: { type: 'string' }, results: rerankResults, meta: { type: 'object' }, usage: { type: 'object' }, model: { type: 'string' } } };
 
 export function openApiDocument(version: string): Json {
@@ -122,14 +148,14 @@ export function openApiDocument(version: string): Json {
           cohereResponse,
         ],
       }),
-      '/score': post('Score pairs (vLLM)', schema(scoreBody), { type: 'object', required: ['data'], properties: { data: { type: 'array' }, usage: { type: 'object' } } }),
-      '/v1/score': post('Score pairs (vLLM)', schema(scoreBody), { type: 'object', required: ['data'], properties: { data: { type: 'array' }, usage: { type: 'object' } } }),
-      '/v1/embeddings': post('Embeddings (OpenAI)', schema(embeddingsBody), { type: 'object', required: ['data', 'usage'], properties: { data: { type: 'array' }, model: { type: 'string' }, usage: { type: 'object' } } }),
-      '/embeddings': post('Embeddings (OpenAI, without /v1)', schema(embeddingsBody), { type: 'object', required: ['data'], properties: { data: { type: 'array' } } }),
+      '/score': post('Score pairs (vLLM)', schema(scoreBody), scoreResponse),
+      '/v1/score': post('Score pairs (vLLM)', schema(scoreBody), scoreResponse),
+      '/v1/embeddings': post('Embeddings (OpenAI)', schema(embeddingsBody), embeddingsResponse),
+      '/embeddings': post('Embeddings (OpenAI, without /v1)', schema(embeddingsBody), embeddingsResponse),
       '/v1/search': post('Two-stage search: embedding recall with the filter inside, then reranking, optional fusion and explain', schema(searchBody), searchResponse),
       '/v1/collections': {
         ...get('Collections in the data directory', { type: 'object', properties: { data: { type: 'array', items: collectionInfo } } }),
-        post: { ...(post('Create a collection (409 if it exists)', schema(collectionBody), collectionInfo).post as Json), responses: { 201: { description: 'Created', content: { 'application/json': { schema: collectionInfo } } }, 400: errorResponse, 401: errorResponse, 409: errorResponse } },
+        post: { ...(post('Create a collection (409 if it exists)', schema(collectionBody), collectionInfo).post as Json), responses: { 201: { description: 'Created', content: { 'application/json': { schema: collectionInfo } } }, 400: errorResponse, 401: errorResponse, 409: errorResponse, default: errorResponse } },
       },
       '/v1/collections/{name}': {
         get: collectionOp('A collection: size, pending products, index and mapping', undefined, collectionInfo),
@@ -139,7 +165,14 @@ export function openApiDocument(version: string): Json {
         post: collectionOp('Upsert products (JSON records); only changed texts are embedded again', schema(documentsBody), ingestResult),
         delete: collectionOp('Delete products by id', schema(deleteDocumentsBody), { type: 'object', properties: { deleted: { type: 'integer' }, size: { type: 'integer' } } }),
       },
-      '/v1/models': get('Models served', { type: 'object', properties: { data: { type: 'array' } } }),
+      '/v1/models': get('Models served', {
+        type: 'object',
+        required: ['object', 'data'],
+        properties: {
+          object: { const: 'list' },
+          data: { type: 'array', items: { type: 'object', required: ['id', 'object', 'task', 'info'], properties: { id: { type: 'string' }, object: { const: 'model' }, task: { enum: ['rerank', 'embed'] }, info: { type: 'object' } } } },
+        },
+      }),
       '/health': get('Liveness', { type: 'object', properties: { status: { type: 'string' } } }),
       '/ready': get('Readiness: models loaded and not draining (503 otherwise)', { type: 'object', properties: { status: { type: 'string' } } }),
       '/metrics': get('Prometheus metrics', { type: 'string' }, 'text/plain'),

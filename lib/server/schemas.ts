@@ -21,6 +21,7 @@ export const rerankBody = z
     max_chunks_per_doc: z.number().int().positive().optional(),
     rank_fields: z.array(z.string()).optional(),
     instruction: text.optional(), // qrank extension
+    truncate: z.boolean().optional(), // qrank extension: false refuses documents over the token limit
   })
   .passthrough();
 
@@ -58,6 +59,7 @@ export const embeddingsBody = z
     user: z.string().optional(),
     input_type: z.enum(['query', 'document', 'search_query', 'search_document']).optional(), // qrank extension
     instruction: text.optional(),
+    truncate: z.boolean().optional(), // qrank extension: false refuses inputs over the token limit
   })
   .passthrough();
 

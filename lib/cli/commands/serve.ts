@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { Embedder } from '../../embedder';
-import { QrankError } from '../../errors';
 import { Reranker } from '../../reranker';
 import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
 import { DEFAULT_LIMITS, createApp } from '../../server/app';
 import type { CliIO } from '../main';
+import { UsageError } from '../main';
 import { envOption, optionSources } from '../shared';
 import { syntheticModel } from './demo';
 
@@ -33,6 +33,7 @@ interface ServeFlags {
   maxDocuments: string;
   maxBodyBytes: string;
   maxConcurrent: string;
+  maxTokensPerDoc?: string;
   threads?: string;
   printConfig?: boolean;
 }
@@ -60,6 +61,7 @@ export function registerServe(program: Command, io: CliIO): void {
     .option('--no-ui', 'do not serve the web page at /')
     .addOption(envOption('--max-documents <n>', 'documents per request', 'QRANK_MAX_DOCUMENTS', String(DEFAULT_LIMITS.maxDocuments)))
     .addOption(envOption('--max-body-bytes <n>', 'largest request body', 'QRANK_MAX_BODY_BYTES', String(DEFAULT_LIMITS.maxBodyBytes)))
+    .addOption(envOption('--max-tokens-per-doc <n>', 'tokens per document or input: longer ones are cut, or refused when a request sends truncate: false (default: the model context)', 'QRANK_MAX_TOKENS_PER_DOC'))
     .addOption(envOption('--max-concurrent <n>', 'requests served at once (more get 429)', 'QRANK_MAX_CONCURRENT', String(DEFAULT_LIMITS.maxConcurrent)))
     .addOption(envOption('--threads <n>', 'CPU threads per model (default: half the cores each)', 'QRANK_THREADS'))
     .option('--print-config', 'print each setting and where it came from (flag, env, config, default), then exit')
@@ -68,9 +70,16 @@ export function registerServe(program: Command, io: CliIO): void {
         io.stdout.write(JSON.stringify(optionSources(cmd), null, 2) + '\n');
         return;
       }
-      const numbers = { maxDocuments: Number(flags.maxDocuments), maxBodyBytes: Number(flags.maxBodyBytes), maxConcurrent: Number(flags.maxConcurrent), port: Number(flags.port) };
+      const numbers = {
+        maxDocuments: Number(flags.maxDocuments),
+        maxBodyBytes: Number(flags.maxBodyBytes),
+        maxConcurrent: Number(flags.maxConcurrent),
+        port: Number(flags.port),
+        ...(flags.maxTokensPerDoc !== undefined ? { maxTokensPerDoc: Number(flags.maxTokensPerDoc) } : {}),
+      };
       for (const [k, v] of Object.entries(numbers)) {
-        if (!Number.isInteger(v) || v < 0) throw new QrankError('INVALID_INPUT', `${k} must be a non-negative integer, not '${String(flags[k as keyof ServeFlags])}'`);
+        const min = k === 'port' ? 0 : 1;
+        if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be an integer >= ${min}, not '${String(flags[k as keyof ServeFlags])}'`);
       }
       const log = pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
       const rerankerPath = flags.reranker ?? (await syntheticModel('reranker', io));
@@ -104,7 +113,7 @@ export function registerServe(program: Command, io: CliIO): void {
         version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
         apiKeys: flags.apiKey,
         corsOrigins: flags.cors,
-        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent },
+        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent, maxTokensPerDocument: numbers.maxTokensPerDoc },
       });
       const http = server.app.listen(numbers.port, flags.host, () => {
         const a = http.address();
