@@ -115,6 +115,9 @@ export function progressBar(io: CliIO, label: string): { update(done: number, to
       if (total !== undefined) bar.setTotal(total);
       bar.update(done);
     },
-    stop: () => started && bar.stop(),
+    stop() {
+      if (started) bar.stop();
+      started = false;
+    },
   };
 }

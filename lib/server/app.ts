@@ -89,7 +89,8 @@ export function createApp(options: ServerOptions) {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = (req.route?.path as string | undefined) ?? 'unmatched';
+      // API routes by their pattern; the web page's files as one label (not one series per file)
+      const route = (req.route?.path as string | undefined) ?? (options.staticDir && req.method === 'GET' && res.statusCode < 400 ? 'static' : 'unmatched');
       metrics.requestSeconds.observe({ route, method: req.method, status: String(res.statusCode) }, seconds);
       log.info({ id, method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });

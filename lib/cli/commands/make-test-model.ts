@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CliIO } from '../main';
+import { progressBar } from '../shared';
 import {
   DEFAULT_SEEDS,
   TEST_MODEL_KINDS,
@@ -38,26 +39,6 @@ function formatSize(bytes: number): string {
   return `${(bytes / MIB).toFixed(1)} MiB`;
 }
 
-/** A progress reporter that redraws one stderr line at most every 100 ms, or nothing when stderr is not a TTY. */
-function progressLine(io: CliIO, label: string): { update(done: number, total: number): void; clear(): void } {
-  if (!io.stderr.isTTY) return { update() {}, clear() {} };
-  let last = 0;
-  let drawn = false;
-  return {
-    update(done, total) {
-      const now = Date.now();
-      if (now - last < 100 && done < total) return;
-      last = now;
-      drawn = true;
-      const pct = total > 0 ? Math.floor((100 * done) / total) : 0;
-      io.stderr.write(`\r${label} ${String(pct).padStart(3)}% (${formatSize(done)} / ${formatSize(total)})\x1b[K`);
-    },
-    clear() {
-      if (drawn) io.stderr.write('\r\x1b[K');
-    },
-  };
-}
-
 export function registerMakeTestModel(program: Command, io: CliIO): void {
   program
     .command('make-test-model')
@@ -75,18 +56,17 @@ export function registerMakeTestModel(program: Command, io: CliIO): void {
       parseSeed,
     )
     .action(async (flags: MakeTestModelFlags) => {
-      const progress = progressLine(io, `qrank: writing ${flags.out}`);
+      const bar = progressBar(io, `writing ${flags.out} (MiB)`);
       try {
-        const result = await makeTestModel({ ...flags, onProgress: progress.update });
-        progress.clear();
+        const result = await makeTestModel({ ...flags, onProgress: (done, total) => bar.update(Math.round(done / MIB), Math.round(total / MIB)) });
+        bar.stop();
         io.stdout.write(
           `path    ${result.path}\n` +
             `size    ${result.bytes} bytes (${formatSize(result.bytes)})\n` +
             `sha256  ${result.sha256}\n`,
         );
-      } catch (err) {
-        progress.clear();
-        throw err;
+      } finally {
+        bar.stop();
       }
     });
 }
