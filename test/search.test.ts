@@ -77,6 +77,12 @@ describe('ingestion', () => {
     expect(r.errors[3].reason).toMatch(/no text to embed/);
     expect(r.errors[4].reason).toMatch(/'price' is not a number/);
     await rejectsWithCode(col.ingest(join(dir, 'catalog.xml')), 'INVALID_INPUT');
+    // invalid UTF-8 is an error, not text with replacement characters; the store stays consistent
+    writeFileSync(join(dir, 'bad-utf8.jsonl'), Buffer.concat([Buffer.from(JSON.stringify(products(1, 9)[0]) + '\n{"sku": "u", "title_en": "'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n')]));
+    const e = await rejectsWithCode(col.ingest(join(dir, 'bad-utf8.jsonl'), { mapping: MAPPING }), 'INVALID_INPUT');
+    expect(e.message).toMatch(/not valid UTF-8/);
+    expect(col.pendingCount()).toBe(0);
+    expect(col.vectorCount).toBe(col.size);
     se.close();
   });
 

@@ -33,7 +33,7 @@ const listen = async (app: ReturnType<typeof createApp>['app']) => {
 beforeAll(async () => {
   [rr, em] = await Promise.all([Reranker.load({ model: MODELS.reranker, threads: 1 }), Embedder.load({ model: MODELS.embedder, threads: 1 })]);
   se = await SearchEngine.open({ dir, embedder: em, reranker: rr });
-  recorded = recordingApp(createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }), limits: { maxDocuments: 100, maxTokensPerDocument: 48 } }).app);
+  recorded = recordingApp(createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }), limits: { maxDocuments: 100, maxTokensPerDocument: 48, maxUploadBytes: 200_000 } }).app);
   [http, base] = await listen(recorded.app);
   [bare, bareBase] = await listen(createApp({ reranker: rr, embedder: em, logger: pino({ level: 'silent' }) }).app);
 });
@@ -95,6 +95,55 @@ describe('collections', () => {
     const many = await call('POST', '/v1/rerank', { query: 'q', documents: Array(100_000).fill('') });
     expect(many).toMatchObject({ status: 413, body: { error: { code: 'TOO_MANY_DOCUMENTS' } } });
     expect((await call('POST', '/v1/rerank', { query: 'q', documents: ['a'] })).status).toBe(200);
+  });
+});
+
+describe('streamed uploads (NDJSON, CSV)', () => {
+  const upload = async (name: string, body: string | Buffer, type: string) => {
+    const r = await fetch(`${base}/v1/collections/${name}/documents`, { method: 'POST', headers: { 'content-type': type }, body });
+    const out = { status: r.status, body: await r.json() };
+    recorded.seen.push({ method: 'POST', url: `/v1/collections/${name}/documents`, status: out.status, body: out.body });
+    return out;
+  };
+  const ndjson = (rows: object[]) => rows.map((x) => JSON.stringify(x)).join('\n') + '\n';
+
+  it('ingests an NDJSON upload beyond the documents-per-request limit, with bad lines reported', async () => {
+    await call('POST', '/v1/collections', { name: 'bulk', index: { kind: 'flat' }, mapping: MAPPING });
+    const rows = products(400, 1000);
+    const body = ndjson(rows.slice(0, 200)) + '{broken\n' + ndjson(rows.slice(200));
+    const r = await upload('bulk', body, 'application/x-ndjson');
+    expect(r).toMatchObject({ status: 200, body: { read: 401, upserted: 400, embedded: 400, rejected: 1, size: 400 } });
+    expect(r.body.errors).toEqual([{ at: 201, reason: expect.stringMatching(/^invalid JSON/) }]);
+    const hit = await call('POST', '/v1/search', { collection: 'bulk', query: 'x', top_n: 1, filter: { sku: 'sku-1399' }, rerank: false });
+    expect(hit.body.results[0].fields.title_zh).toBe(rows[399].title_zh);
+  });
+
+  it('ingests a CSV upload, numbers parsed by the mapping', async () => {
+    const rows = products(30, 5000);
+    const cols = Object.keys(rows[0]);
+    const csv = [cols.join(','), ...rows.map((x) => cols.map((c) => `"${String((x as Record<string, unknown>)[c])}"`).join(','))].join('\n');
+    const r = await upload('bulk', csv, 'text/csv; charset=utf-8');
+    expect(r.body).toMatchObject({ read: 30, upserted: 30, rejected: 0, size: 430 });
+    const hit = await call('POST', '/v1/search', { collection: 'bulk', query: 'x', top_n: 1, filter: { sku: 'sku-5000' }, rerank: false });
+    expect(hit.body.results[0].fields.price).toBe(rows[0].price);
+  });
+
+  it('refuses invalid UTF-8, oversized uploads, other charsets and collections without a mapping; what was stored stays consistent', async () => {
+    const good = Buffer.from(ndjson(products(5, 6000)));
+    const bad = await upload('bulk', Buffer.concat([good, Buffer.from([0xff, 0x0a])]), 'application/x-ndjson');
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: 'INVALID_INPUT' } } });
+    expect(bad.body.error.message).toMatch(/not valid UTF-8/);
+    const big = await upload('bulk', '\n'.repeat(250_000), 'application/x-ndjson');
+    expect(big).toMatchObject({ status: 413, body: { error: { code: 'INPUT_TOO_LARGE' } } });
+    expect((await upload('bulk', 'id\n1\n', 'text/csv; charset=latin1')).status).toBe(415);
+    await call('POST', '/v1/collections', { name: 'nomap' });
+    expect((await upload('nomap', good, 'application/x-ndjson')).body.error.message).toMatch(/^mapping:/);
+    const info = (await call('GET', '/v1/collections/bulk')).body;
+    expect(info.pending).toBe(0);
+    expect(info.vectors).toBe(info.size);
+    expect(info.size).toBeGreaterThanOrEqual(430);
+    await call('DELETE', '/v1/collections/nomap');
+    await call('DELETE', '/v1/collections/bulk');
   });
 });
 

@@ -39,6 +39,8 @@ export interface ServerLimits {
   maxTokensPerDocument?: number;
   /** Requests served at once; more get 429. */
   maxConcurrent: number;
+  /** Largest streamed upload of products (NDJSON or CSV body), read as it arrives. */
+  maxUploadBytes: number;
 }
 
 export interface ServerOptions {
@@ -61,7 +63,16 @@ export interface ServerOptions {
   version?: string;
 }
 
-export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 2 << 20, maxDocuments: 1000, maxConcurrent: 64 };
+export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 2 << 20, maxDocuments: 1000, maxConcurrent: 64, maxUploadBytes: 256 << 20 };
+
+/** Content types of streamed product uploads and the format each is read as. */
+const UPLOAD_FORMATS: Record<string, 'jsonl' | 'csv'> = {
+  'application/x-ndjson': 'jsonl',
+  'application/ndjson': 'jsonl',
+  'application/jsonl': 'jsonl',
+  'application/x-jsonlines': 'jsonl',
+  'text/csv': 'csv',
+};
 
 interface Ctx {
   signal: AbortSignal;
@@ -388,6 +399,19 @@ export function createApp(options: ServerOptions) {
   }));
 
   app.post('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res, ctx) => {
+    // NDJSON and CSV bodies are streamed into the collection as they arrive: no JSON body limit and
+    // no documents-per-request limit, only maxUploadBytes; the collection's stored mapping applies
+    const [type, ...params] = (req.get('content-type') ?? '').split(';').map((x) => x.trim().toLowerCase());
+    const format = UPLOAD_FORMATS[type];
+    if (format) {
+      const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '');
+      if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new HttpError(415, 'UNSUPPORTED_ENCODING', 'send the upload as UTF-8');
+      const c = await needSearch().existing(String(req.params.name));
+      if (!c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none; create it with one, or send the first documents as JSON with a mapping');
+      const r = await c.ingest({ stream: req, format, limitBytes: limits.maxUploadBytes }, { signal: ctx.signal });
+      res.json({ ...r, size: c.size });
+      return;
+    }
     const body = parseBody(documentsBody, req.body);
     checkCount(body.documents.length, 'documents');
     const c = await needSearch().existing(String(req.params.name));

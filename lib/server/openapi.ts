@@ -162,7 +162,16 @@ export function openApiDocument(version: string): Json {
         delete: collectionOp('Delete a collection and its files', undefined, { type: 'object', properties: { name: { type: 'string' }, deleted: { type: 'boolean' } } }),
       },
       '/v1/collections/{name}/documents': {
-        post: collectionOp('Upsert products (JSON records); only changed texts are embedded again', schema(documentsBody), ingestResult),
+        post: (() => {
+          const op = collectionOp('Upsert products: JSON records, or a streamed NDJSON or CSV upload read with the stored mapping; only changed texts are embedded again', schema(documentsBody), ingestResult);
+          const upload = { schema: { type: 'string', description: 'one product per line (NDJSON) or per row (CSV, with a header), UTF-8' } };
+          (op.requestBody as { content: Json }).content = {
+            'application/json': { schema: schema(documentsBody) },
+            'application/x-ndjson': upload,
+            'text/csv': upload,
+          };
+          return op;
+        })(),
         delete: collectionOp('Delete products by id', schema(deleteDocumentsBody), { type: 'object', properties: { deleted: { type: 'integer' }, size: { type: 'integer' } } }),
       },
       '/v1/models': get('Models served', {

@@ -33,6 +33,7 @@ interface ServeFlags {
   maxDocuments: string;
   maxBodyBytes: string;
   maxConcurrent: string;
+  maxUploadBytes: string;
   maxTokensPerDoc?: string;
   threads?: string;
   printConfig?: boolean;
@@ -62,6 +63,7 @@ export function registerServe(program: Command, io: CliIO): void {
     .addOption(envOption('--max-documents <n>', 'documents per request', 'QRANK_MAX_DOCUMENTS', String(DEFAULT_LIMITS.maxDocuments)))
     .addOption(envOption('--max-body-bytes <n>', 'largest request body', 'QRANK_MAX_BODY_BYTES', String(DEFAULT_LIMITS.maxBodyBytes)))
     .addOption(envOption('--max-tokens-per-doc <n>', 'tokens per document or input: longer ones are cut, or refused when a request sends truncate: false (default: the model context)', 'QRANK_MAX_TOKENS_PER_DOC'))
+    .addOption(envOption('--max-upload-bytes <n>', 'largest streamed NDJSON or CSV upload of products', 'QRANK_MAX_UPLOAD_BYTES', String(DEFAULT_LIMITS.maxUploadBytes)))
     .addOption(envOption('--max-concurrent <n>', 'requests served at once (more get 429)', 'QRANK_MAX_CONCURRENT', String(DEFAULT_LIMITS.maxConcurrent)))
     .addOption(envOption('--threads <n>', 'CPU threads per model (default: half the cores each)', 'QRANK_THREADS'))
     .option('--print-config', 'print each setting and where it came from (flag, env, config, default), then exit')
@@ -74,6 +76,7 @@ export function registerServe(program: Command, io: CliIO): void {
         maxDocuments: Number(flags.maxDocuments),
         maxBodyBytes: Number(flags.maxBodyBytes),
         maxConcurrent: Number(flags.maxConcurrent),
+        maxUploadBytes: Number(flags.maxUploadBytes),
         port: Number(flags.port),
         ...(flags.maxTokensPerDoc !== undefined ? { maxTokensPerDoc: Number(flags.maxTokensPerDoc) } : {}),
       };
@@ -113,7 +116,7 @@ export function registerServe(program: Command, io: CliIO): void {
         version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
         apiKeys: flags.apiKey,
         corsOrigins: flags.cors,
-        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent, maxTokensPerDocument: numbers.maxTokensPerDoc },
+        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent, maxUploadBytes: numbers.maxUploadBytes, maxTokensPerDocument: numbers.maxTokensPerDoc },
       });
       const http = server.app.listen(numbers.port, flags.host, () => {
         const a = http.address();
