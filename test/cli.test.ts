@@ -83,6 +83,18 @@ describe('qrank CLI', () => {
     expect(qrank('frobnicate').code).toBe(2);
   });
 
+  it('index reads a catalog from standard input with --format', () => {
+    const dir = join(work, 'stdin-data');
+    const rows = [
+      { id: 's1', title_en: 'Wireless earbuds', category: 'Audio', price: 30 },
+      { id: 's2', title_zh: '不锈钢刀具套装', category: 'Kitchen', price: 45 },
+    ];
+    const r = qrankWith({ input: rows.map((x) => JSON.stringify(x)).join('\n') + '\n' }, 'index', '-', '--format', 'jsonl', '--dir', dir, '--threads', '1');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/read 2, upserted 2, unchanged 0, embedded 2, rejected 0; collection products holds 2 products/);
+    expect(qrank('index', '-', '--dir', dir).code).toBe(2); // no --format
+  });
+
   it('rerank: documents from arguments or standard input, the same ranking either way', () => {
     const docs = ['wireless headphones', '无线蓝牙耳机', 'kitchen knife set'];
     const a = qrank('rerank', 'auriculares bluetooth', ...docs, '--json');

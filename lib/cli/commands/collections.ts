@@ -24,19 +24,22 @@ function mappingFrom(flag: string | undefined): Mapping {
 export function registerCollections(program: Command, io: CliIO): void {
   withModelOptions(program.command('index'), { embedder: true })
     .description('ingest products (JSON, JSONL or CSV) into a collection: store, embed, index')
-    .argument('<file>', 'catalog file (.jsonl, .json, .csv)')
+    .argument('<file>', 'catalog file (.jsonl, .json, .csv), or - for standard input with --format')
+    .option('--format <format>', 'format of standard input: jsonl, csv or json')
     .requiredOption('--dir <dir>', 'data directory of the search engine')
     .option('--collection <name>', 'collection name', 'products')
     .option('--mapping <json|file>', 'id field, embed template(s), rerank template, numeric fields (JSON)')
     .option('--index <kind>', 'index kind for a new collection: flat, hnsw, ivf, ivfpq', 'hnsw')
     .option('--reindex', 're-embed everything when the embedding model changed')
-    .action(async (file: string, flags: { dir: string; collection: string; mapping?: string; index: string; reindex?: boolean; embedder?: string; threads?: string }) => {
+    .action(async (file: string, flags: { dir: string; collection: string; mapping?: string; index: string; reindex?: boolean; format?: string; embedder?: string; threads?: string }) => {
+      if (file === '-' && !['jsonl', 'csv', 'json'].includes(flags.format ?? '')) throw new UsageError('reading standard input needs --format jsonl, csv or json');
+      const source = file === '-' ? { stream: process.stdin, format: flags.format as 'jsonl' | 'csv' | 'json' } : file;
       const { embedder } = await loadModels(flags, { embedder: true, reranker: false });
       const se = await SearchEngine.open({ dir: flags.dir, embedder: embedder! });
       const bar = progressBar(io, 'ingesting');
       try {
         const col = await se.collection(flags.collection, { index: { kind: flags.index as 'hnsw' }, reindex: flags.reindex });
-        const r = await col.ingest(file, { mapping: mappingFrom(flags.mapping), onProgress: (p) => bar.update(p.read, p.read) });
+        const r = await col.ingest(source, { mapping: mappingFrom(flags.mapping), onProgress: (p) => bar.update(p.read, p.read) });
         bar.stop();
         io.stdout.write(`read ${r.read}, upserted ${r.upserted}, unchanged ${r.unchanged}, embedded ${r.embedded}, rejected ${r.rejected}; collection ${flags.collection} holds ${col.size} products\n`);
         for (const e of r.errors.slice(0, 10)) io.stderr.write(`  line ${e.at}: ${e.reason}\n`);
