@@ -15,7 +15,8 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { Embedder, Reranker, SearchEngine } = require(join(root, 'dist', 'index.js'));
-const { readCorpus, readQueries } = require(join(root, 'dist', 'eval', 'beir.js'));
+const { readQueries } = require(join(root, 'dist', 'eval', 'beir.js'));
+const { demoRecords } = require(join(root, 'dist', 'search', 'demo-catalog.js'));
 const { values: opt } = parseArgs({
   options: {
     'recall-k': { type: 'string', default: '50' },
@@ -34,7 +35,7 @@ const dir = mkdtempSync(join(tmpdir(), 'qrank-search-bench-'));
 try {
   const se = await SearchEngine.open({ dir, embedder: em, reranker: rr });
   const records = [];
-  for await (const d of readCorpus(dataset)) records.push({ id: d.id, ...d.metadata });
+  for await (const r of demoRecords(dataset)) records.push(r);
   const col = await se.collection('shop', { index: { kind: 'hnsw' } });
   let t = performance.now();
   await col.ingest(records, {

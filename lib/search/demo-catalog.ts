@@ -30,6 +30,6 @@ export async function ensureDemoCollection(se: SearchEngine, name = 'demo', onPr
     if (c.size > 0) return { created: false, size: c.size };
   }
   const c = await se.collection(name, { index: { kind: 'hnsw' }, mapping: SHOP_MAPPING });
-  await c.ingest(demoRecords(), { mapping: SHOP_MAPPING, onProgress });
+  await c.ingest(demoRecords(), { onProgress }); // the mapping stored at creation applies
   return { created: true, size: c.size };
 }

@@ -44,6 +44,8 @@ export interface SearchResponse {
   results: SearchHit[];
   timings: { embedMs: number; recallMs: number; fetchMs: number; rerankMs: number; totalMs: number };
   candidates: number;
+  /** Whether the reranker scored the candidates (false: recall only, asked for or no reranker). */
+  reranked: boolean;
 }
 
 export interface CacheStats {
@@ -172,6 +174,7 @@ export class SearchEngine {
     return {
       results: hits.slice(0, topN),
       candidates: candidates.length,
+      reranked: rerank,
       timings: { embedMs: t1 - t0, recallMs: t2 - t1, fetchMs: t3 - t2, rerankMs: t4 - t3, totalMs: t5 - t0 },
     };
   }

@@ -10,7 +10,9 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import pino, { type Logger } from 'pino';
 import type { Embedder } from '../embedder';
 import type { Reranker, RerankResult } from '../reranker';
+import type { Mapping } from '../search/collection';
 import type { SearchEngine, SearchHit } from '../search/engine';
+import type { Source } from '../search/sources';
 import { HttpError, errorHandler, sendError } from './http-errors';
 import { ServerMetrics } from './metrics';
 import { openApiDocument } from './openapi';
@@ -371,7 +373,7 @@ export function createApp(options: ServerOptions) {
       collection: body.collection,
       results: r.results.map(snakeHit),
       candidates: r.candidates,
-      reranked: body.rerank !== false && se.reranker !== undefined,
+      reranked: r.reranked,
       timings: { embed_ms: t.embedMs, recall_ms: t.recallMs, fetch_ms: t.fetchMs, rerank_ms: t.rerankMs, total_ms: t.totalMs },
     });
   }));
@@ -403,20 +405,21 @@ export function createApp(options: ServerOptions) {
     // no documents-per-request limit, only maxUploadBytes; the collection's stored mapping applies
     const [type, ...params] = (req.get('content-type') ?? '').split(';').map((x) => x.trim().toLowerCase());
     const format = UPLOAD_FORMATS[type];
+    let source: Source;
+    let mapping: Mapping | undefined;
     if (format) {
       const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '');
       if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new HttpError(415, 'UNSUPPORTED_ENCODING', 'send the upload as UTF-8');
-      const c = await needSearch().existing(String(req.params.name));
-      if (!c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none; create it with one, or send the first documents as JSON with a mapping');
-      const r = await c.ingest({ stream: req, format, limitBytes: limits.maxUploadBytes }, { signal: ctx.signal });
-      res.json({ ...r, size: c.size });
-      return;
+      source = { stream: req, format, limitBytes: limits.maxUploadBytes };
+    } else {
+      const body = parseBody(documentsBody, req.body);
+      checkCount(body.documents.length, 'documents');
+      source = body.documents;
+      mapping = body.mapping;
     }
-    const body = parseBody(documentsBody, req.body);
-    checkCount(body.documents.length, 'documents');
     const c = await needSearch().existing(String(req.params.name));
-    if (!body.mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has no mapping yet; send one (id, embed, rerank templates) with the first documents');
-    const r = await c.ingest(body.documents, { mapping: body.mapping, signal: ctx.signal });
+    if (!mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none yet; create it with one, or send one (id, embed, rerank templates) with the first documents as JSON');
+    const r = await c.ingest(source, { mapping, signal: ctx.signal });
     res.json({ ...r, size: c.size });
   }));
 

@@ -49,15 +49,18 @@ function get(summary: string, response: Json, contentType = 'application/json'):
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[\\w-]{1,64}$' } };
 
 // A route of the collections API: the collection name in the path, 404 when it does not exist.
-function collectionOp(summary: string, body: Json | undefined, response: Json): Json {
+// `uploads`: other request content types the route reads (streamed bodies).
+function collectionOp(summary: string, body: Json | undefined, response: Json, uploads: Record<string, Json> = {}): Json {
   return {
     summary,
     parameters: [nameParam],
     security: [{ bearer: [] }, {}],
-    ...(body ? { requestBody: { required: true, content: { 'application/json': { schema: body } } } } : {}),
+    ...(body ? { requestBody: { required: true, content: { 'application/json': { schema: body }, ...uploads } } } : {}),
     responses: { 200: { description: 'OK', content: { 'application/json': { schema: response } } }, 400: errorResponse, 401: errorResponse, 404: errorResponse, 413: errorResponse, default: errorResponse },
   };
 }
+
+const upload = { schema: { type: 'string', description: 'one product per line (NDJSON) or per row (CSV, with a header), UTF-8' } };
 
 const collectionInfo = {
   type: 'object',
@@ -162,16 +165,12 @@ export function openApiDocument(version: string): Json {
         delete: collectionOp('Delete a collection and its files', undefined, { type: 'object', properties: { name: { type: 'string' }, deleted: { type: 'boolean' } } }),
       },
       '/v1/collections/{name}/documents': {
-        post: (() => {
-          const op = collectionOp('Upsert products: JSON records, or a streamed NDJSON or CSV upload read with the stored mapping; only changed texts are embedded again', schema(documentsBody), ingestResult);
-          const upload = { schema: { type: 'string', description: 'one product per line (NDJSON) or per row (CSV, with a header), UTF-8' } };
-          (op.requestBody as { content: Json }).content = {
-            'application/json': { schema: schema(documentsBody) },
-            'application/x-ndjson': upload,
-            'text/csv': upload,
-          };
-          return op;
-        })(),
+        post: collectionOp(
+          'Upsert products: JSON records, or a streamed NDJSON or CSV upload read with the stored mapping; only changed texts are embedded again',
+          schema(documentsBody),
+          ingestResult,
+          { 'application/x-ndjson': upload, 'text/csv': upload },
+        ),
         delete: collectionOp('Delete products by id', schema(deleteDocumentsBody), { type: 'object', properties: { deleted: { type: 'integer' }, size: { type: 'integer' } } }),
       },
       '/v1/models': get('Models served', {

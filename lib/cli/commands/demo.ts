@@ -55,6 +55,13 @@ export async function syntheticModel(kind: 'reranker' | 'embedder', io: CliIO): 
   return path;
 }
 
+/** The reranker and embedder named by flags or environment, each else a synthetic demo model. */
+export async function loadModelPair(paths: { reranker?: string; embedder?: string }, io: CliIO, threads?: number): Promise<[Reranker, Embedder]> {
+  const rerankerPath = paths.reranker ?? (await syntheticModel('reranker', io));
+  const embedderPath = paths.embedder ?? (await syntheticModel('embedder', io));
+  return Promise.all([Reranker.load({ model: rerankerPath, threads }), Embedder.load({ model: embedderPath, threads })]);
+}
+
 const cosine = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i], 0);
 
 export function registerDemo(program: Command, io: CliIO): void {
@@ -66,9 +73,7 @@ export function registerDemo(program: Command, io: CliIO): void {
     .option('--recall-k <n>', 'candidates kept by the embedding stage', '6')
     .option('--top-n <n>', 'results shown per query', '3')
     .action(async (flags: DemoFlags) => {
-      const rerankerPath = flags.reranker ?? (await syntheticModel('reranker', io));
-      const embedderPath = flags.embedder ?? (await syntheticModel('embedder', io));
-      const [rr, em] = await Promise.all([Reranker.load({ model: rerankerPath }), Embedder.load({ model: embedderPath })]);
+      const [rr, em] = await loadModelPair(flags, io);
       try {
         if (rr.info.synthetic || em.info.synthetic) {
           io.stdout.write(

@@ -9,8 +9,6 @@ import { homedir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { Embedder } from '../../embedder';
-import { Reranker } from '../../reranker';
 import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
@@ -18,7 +16,7 @@ import { DEFAULT_LIMITS, createApp } from '../../server/app';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
 import { envOption, optionSources } from '../shared';
-import { syntheticModel } from './demo';
+import { loadModelPair } from './demo';
 
 interface ServeFlags {
   reranker?: string;
@@ -85,14 +83,9 @@ export function registerServe(program: Command, io: CliIO): void {
         if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be an integer >= ${min}, not '${String(flags[k as keyof ServeFlags])}'`);
       }
       const log = pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
-      const rerankerPath = flags.reranker ?? (await syntheticModel('reranker', io));
-      const embedderPath = flags.embedder ?? (await syntheticModel('embedder', io));
       // two models share the cores: more threads than cores makes ggml's spinning workers crawl
       const threads = flags.threads ? Number(flags.threads) : Math.max(1, Math.floor(availableParallelism() / 2));
-      const [reranker, embedder] = await Promise.all([
-        Reranker.load({ model: rerankerPath, threads }),
-        Embedder.load({ model: embedderPath, threads }),
-      ]);
+      const [reranker, embedder] = await loadModelPair(flags, io, threads);
       const synthetic = reranker.info.synthetic || embedder.info.synthetic;
       if (synthetic) {
         log.warn('serving SYNTHETIC models with random weights: scores, embeddings and rankings are meaningless; ' +
