@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { invalid } from './errors';
 
-const LONE_SURROGATE = /\p{Cs}/u;
+export const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Parses `value` with `schema`, or throws INVALID_INPUT naming the first wrong field. */
 export function parseOptions<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {

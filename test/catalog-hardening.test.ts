@@ -4,8 +4,58 @@
  * a reopen or the server. Rows written by an older qrank (which let bad texts through) are put
  * straight into SQLite to show that the collection heals instead of becoming unopenable.
  */
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo, Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Embedder, Reranker } from '../lib/index';
+import { Collection } from '../lib/search/collection';
+import { SearchEngine } from '../lib/search/engine';
 import { renderTemplate } from '../lib/search/templates';
+import { createApp } from '../lib/server/app';
+import { MAPPING, MODELS, products, rejectsWithCode } from './helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'qrank-hardening-'));
+let em: Embedder;
+let rr: Reranker;
+beforeAll(async () => {
+  [em, rr] = await Promise.all([Embedder.load({ model: MODELS.embedder, threads: 1 }), Reranker.load({ model: MODELS.reranker, threads: 1 })]);
+});
+afterAll(async () => {
+  await Promise.all([em?.close(), rr?.close()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let fresh = 0;
+/** A new data directory and an engine over it. */
+async function engine(name = `d${fresh++}`) {
+  const data = join(dir, name);
+  return { data, se: await SearchEngine.open({ dir: data, embedder: em, reranker: rr }) };
+}
+const jsonl = (rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
+const nested = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+
+describe('lone surrogates (item 5)', () => {
+  it('rejects the record with its line and the field, ingests the rest, and later uploads work', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: MAPPING });
+    const good = products(4);
+    const r = await col.ingest([good[0], { sku: 'bad', title_en: 'x\ud800y' }, good[1], { sku: 'key', title_en: 'ok', ['bad\udc00key']: 1 }, { sku: 'deep', title_en: 'ok', meta: { tags: ['a', '\udbff'] } }, { sku: 'id\ud800', title_en: 'ok' }]);
+    expect(r).toMatchObject({ read: 6, upserted: 2, rejected: 4 });
+    expect(r.errors.map((e) => e.at)).toEqual([2, 4, 5, 6]);
+    expect(r.errors[0].reason).toMatch(/'title_en'.*lone surrogate/);
+    expect(r.errors[2].reason).toMatch(/'meta\.tags\[1\]'.*lone surrogate/);
+    expect(col.pendingCount()).toBe(0);
+    const later = await col.ingest(good.slice(2));
+    expect(later).toMatchObject({ upserted: 2, rejected: 0, embedded: 2 });
+    expect(col.vectorCount).toBe(4);
+    se.close();
+  });
+
+});
 
 describe('separator runs in templates (item 6)', () => {
   const timed = (title: string) => {
@@ -62,5 +112,186 @@ describe('separator runs in templates (item 6)', () => {
       const line = Array.from({ length: next() % 12 }, () => alphabet[next() % alphabet.length]).join('');
       expect(renderTemplate('{v}', { v: line }), JSON.stringify(line)).toBe(old(line));
     }
+  });
+});
+
+describe('depth and size of records (item 10)', () => {
+  it('rejects records nested too deep, too large or with too many fields, naming the limit; searches go on', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: MAPPING });
+    const good = products(3);
+    const lines = [
+      JSON.stringify(good[0]),
+      `{"sku":"d2000","title_en":"deep","x":${nested(2000)}}`,
+      `{"sku":"d20000","title_en":"deep","x":${nested(20_000)}}`,
+      JSON.stringify({ sku: 'wide', title_en: 'wide', ...Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, i])) }),
+      JSON.stringify(good[1]),
+      JSON.stringify({ sku: 'ok-depth', title_en: 'ok', x: JSON.parse(nested(31)) }),
+    ];
+    writeFileSync(join(dir, 'deep.jsonl'), jsonl(lines));
+    const r = await col.ingest(join(dir, 'deep.jsonl'));
+    expect(r).toMatchObject({ read: 6, upserted: 3, rejected: 3 });
+    expect(r.errors.map((e) => e.at)).toEqual([2, 3, 4]);
+    expect(r.errors[0].reason).toMatch(/deeper than 32/);
+    expect(r.errors[1].reason).toMatch(/deeper than 32/);
+    expect(r.errors[2].reason).toMatch(/more than 1000 fields/);
+    const hits = await se.search('p', 'x', { filter: { category: 'Audio' }, rerank: false });
+    expect(hits.results.map((h) => h.id)).toEqual(['sku-0']);
+    se.close();
+  });
+
+  it('rejects records too large and values that are not JSON (library callers): functions, bigints, cycles, non-finite numbers', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: MAPPING });
+    const cycle: Record<string, unknown> = { sku: 'cycle', title_en: 'c' };
+    cycle.self = cycle;
+    const r = await col.ingest([{ sku: 'big', title_en: 'big', blob: 'x'.repeat(2 << 20) }, { sku: 'f', title_en: 'f', fn: () => 1 }, { sku: 'b', title_en: 'b', n: 10n }, cycle, { sku: 'nan', title_en: 'n', x: Number.NaN }, { sku: 'date', title_en: 'd', at: new Date(0) }, products(1)[0]]);
+    expect(r).toMatchObject({ read: 7, upserted: 1, rejected: 6 });
+    expect(r.errors.map((e) => e.reason)).toEqual([
+      expect.stringMatching(/over the limit of 1 MiB/),
+      expect.stringMatching(/'fn'.*function/),
+      expect.stringMatching(/'n'.*bigint/),
+      expect.stringMatching(/deeper than 32/),
+      expect.stringMatching(/'x'.*finite/),
+      expect.stringMatching(/'at'.*Date/),
+    ]);
+    se.close();
+  });
+});
+
+describe('prototype keys (item 12)', () => {
+  it('looks up own fields only: a mapped id absent from the record is missing, not Object.prototype.constructor', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'constructor', embed: '{title}', rerank: '{title} {toString}' } });
+    const r = await col.ingest([{ title: 'one' }, { title: 'two' }]);
+    expect(r).toMatchObject({ upserted: 0, rejected: 2 });
+    expect(r.errors[0].reason).toMatch(/missing id field 'constructor'/);
+    expect(renderTemplate('{title} {constructor} {__proto__} {title.length} {hasOwnProperty}', { title: 'x' })).toBe('x');
+    se.close();
+  });
+
+  it('stores records with __proto__, constructor and prototype keys as plain data', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title} {__proto__.title}', rerank: '{constructor} {prototype}', numeric: ['__proto__', 'price'] } });
+    const lines = ['{"sku":"a","title":"A","__proto__":{"title":"inner"},"constructor":"C","prototype":"P"}', '{"sku":"b","title":"B","__proto__":7,"price":"3"}', '{"sku":"c","title":"C"}'];
+    writeFileSync(join(dir, 'proto.jsonl'), jsonl(lines));
+    const r = await col.ingest(join(dir, 'proto.jsonl'));
+    expect(r.errors[0]).toMatchObject({ at: 1, reason: expect.stringMatching(/'__proto__' is not a number/) });
+    expect(r).toMatchObject({ upserted: 2, rejected: 1 });
+    const rows = [...col.rows([1, 2]).values()];
+    expect(rows.map((x) => x.id)).toEqual(['b', 'c']);
+    expect(Object.getOwnPropertyNames(rows[0].fields)).toEqual(['sku', 'title', '__proto__', 'price']);
+    expect(Object.getOwnPropertyDescriptor(rows[0].fields, '__proto__')?.value).toBe(7);
+    expect(Object.getPrototypeOf(rows[0].fields)).toBe(Object.prototype);
+    expect(rows[0].fields.price).toBe(3);
+    expect(col.rows([2]).get(2)?.rerankText).toBe('');
+    const ok = await col.ingest(['{"sku":"a","title":"A","__proto__":{"title":"inner"},"constructor":"C","prototype":"P"}'].map((l) => JSON.parse(l)), { mapping: { id: 'sku', embed: '{title} {__proto__.title}', rerank: '{constructor} {prototype}' } });
+    expect(ok).toMatchObject({ upserted: 1, rejected: 0 });
+    const a = [...col.rows([3]).values()][0];
+    expect(a.rerankText).toBe('C P');
+    expect(({} as Record<string, unknown>).title).toBeUndefined();
+    se.close();
+  });
+});
+
+describe('mappings are validated in one place (item 13)', () => {
+  it('ingest, SearchEngine.collection and Collection.open refuse an incomplete mapping, naming the field', async () => {
+    const { data, se } = await engine();
+    const col = await se.collection('p');
+    expect((await rejectsWithCode(col.ingest(products(2), { mapping: { id: 'id' } as never }), 'INVALID_INPUT')).message).toMatch(/^mapping\.embed: /);
+    expect((await rejectsWithCode(col.ingest(products(2), { mapping: { embed: '{title_en}' } as never }), 'INVALID_INPUT')).message).toMatch(/^mapping\.rerank: /);
+    expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, embed: [] } }), 'INVALID_INPUT')).message).toMatch(/^mapping\.embed: /);
+    expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, rerank: 'no fields here' } }), 'INVALID_INPUT')).message).toMatch(/^mapping\.rerank: .*names no field/);
+    expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, embed: ['{a}', '{b}\ud800'] } }), 'INVALID_INPUT')).message).toMatch(/^mapping\.embed\.1: /);
+    expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, extra: 1 } as never }), 'INVALID_INPUT')).message).toMatch(/extra/);
+    expect(col.mapping).toBeUndefined(); // nothing invalid was stored
+    for (const batchSize of [0, -1, 1.5, Number.NaN, 1e9]) await rejectsWithCode(col.ingest(products(2), { mapping: MAPPING, batchSize }), 'INVALID_INPUT');
+    expect(col.size).toBe(0);
+    await rejectsWithCode(se.collection('q', { mapping: { id: 'id' } as never }), 'INVALID_INPUT');
+    await rejectsWithCode(Collection.open(data, 'r', em, { mapping: { embed: 1 } as never }), 'INVALID_INPUT');
+    expect(se.names()).toEqual(['p']);
+    se.close();
+  });
+
+  it('an invalid mapping stored by an older qrank is reported when used, and replaced by a valid one', async () => {
+    const { data, se } = await engine();
+    await se.collection('p');
+    se.close();
+    const db = new Database(join(data, 'p.sqlite'));
+    db.prepare("INSERT INTO meta (key, value) VALUES ('mapping', ?)").run(JSON.stringify({ id: 'sku' }));
+    db.close();
+    const se2 = await SearchEngine.open({ dir: data, embedder: em });
+    const col = await se2.collection('p');
+    expect(col.info()).toMatchObject({ name: 'p', size: 0 });
+    expect(col.mapping).toBeUndefined();
+    const e = await rejectsWithCode(col.ingest(products(2)), 'INVALID_INPUT');
+    expect(e.message).toMatch(/stored mapping of collection 'p' is invalid \(mapping\.embed: /);
+    expect(await col.ingest(products(2), { mapping: MAPPING })).toMatchObject({ upserted: 2 });
+    expect(col.mapping).toEqual(MAPPING);
+    se2.close();
+  });
+});
+
+describe('over HTTP', () => {
+  let data: string;
+  let se: SearchEngine;
+  let server: Server;
+  let base: string;
+  const start = async () => {
+    se = await SearchEngine.open({ dir: data, embedder: em, reranker: rr });
+    server = createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }) }).app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+  const stop = async () => {
+    await new Promise((r) => server.close(r));
+    se.close();
+  };
+  const call = async (method: string, path: string, body?: unknown, type = 'application/json') => {
+    const r = await fetch(base + path, { method, headers: { 'content-type': type }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+    return { status: r.status, body: await r.json() };
+  };
+  beforeAll(async () => {
+    data = join(dir, 'http');
+    await start();
+  });
+  afterAll(stop);
+
+  it('a lone surrogate is one rejected record; later uploads, a restart, search and DELETE all work', async () => {
+    expect((await call('POST', '/v1/collections', { name: 'shop', mapping: MAPPING })).status).toBe(201);
+    // JSON.stringify writes a lone surrogate as the escape \ud800, which is valid JSON and UTF-8
+    const bad = await call('POST', '/v1/collections/shop/documents', { documents: [products(1)[0], { sku: 'bad', title_en: 'x\ud800y' }, products(1, 1)[0]] });
+    expect(bad).toMatchObject({ status: 200, body: { read: 3, upserted: 2, rejected: 1, size: 2 } });
+    expect(bad.body.errors).toEqual([{ at: 2, reason: expect.stringMatching(/lone surrogate/) }]);
+    const streamed = await call('POST', '/v1/collections/shop/documents', jsonl([products(1, 2)[0], { sku: 'bad2', title_en: '\udfff' }, products(1, 3)[0]]), 'application/x-ndjson');
+    expect(streamed).toMatchObject({ status: 200, body: { upserted: 2, rejected: 1, size: 4 } });
+    expect(streamed.body.errors[0].at).toBe(2);
+    expect((await call('POST', '/v1/collections/shop/documents', { documents: products(2, 4) })).body).toMatchObject({ upserted: 2, size: 6 });
+    await stop();
+    await start();
+    expect((await call('GET', '/v1/collections')).status).toBe(200);
+    expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', filter: { category: 'Audio' } })).status).toBe(200);
+    expect((await call('DELETE', '/v1/collections/shop')).status).toBe(200);
+  });
+
+  it('deep records are rejected at ingestion and filtered searches stay 200', async () => {
+    expect((await call('POST', '/v1/collections', { name: 'deep', mapping: MAPPING })).status).toBe(201);
+    const body = `{"documents":[${JSON.stringify(products(1)[0])},{"sku":"d","title_en":"deep","x":${nested(2000)}},{"sku":"e","title_en":"deeper","x":${nested(20_000)}}]}`;
+    const r = await call('POST', '/v1/collections/deep/documents', body);
+    expect(r).toMatchObject({ status: 200, body: { upserted: 1, rejected: 2 } });
+    expect(r.body.errors.map((e: { at: number }) => e.at)).toEqual([2, 3]);
+    const s = await call('POST', '/v1/search', { collection: 'deep', query: 'x', filter: { category: 'Audio' } });
+    expect(s).toMatchObject({ status: 200 });
+    expect(s.body.results).toHaveLength(1);
+  });
+
+  it('the server and the library refuse a bad mapping with the same message', async () => {
+    const bad = { id: 'sku', embed: '{title_en}', rerank: 'constant text' };
+    const r = await call('POST', '/v1/collections', { name: 'badmap', mapping: bad });
+    expect(r.status).toBe(400);
+    const lib = await rejectsWithCode(se.collection('badmap2', { mapping: bad }), 'INVALID_INPUT');
+    expect(r.body.error).toEqual({ code: 'INVALID_INPUT', message: lib.message });
+    const docs = await call('POST', '/v1/collections/deep/documents', { documents: [], mapping: { id: 'sku' } });
+    expect(docs).toMatchObject({ status: 400, body: { error: { code: 'INVALID_INPUT', message: expect.stringMatching(/^mapping\.embed: /) } } });
   });
 });

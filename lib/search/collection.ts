@@ -5,7 +5,8 @@
  * saved atomically, and only then are the rows marked indexed, in one SQLite transaction. Opening a
  * collection reconciles: vectors of unknown or pending products are removed, products whose vectors
  * are missing become pending, and pending products are embedded again. A product is never lost
- * (SQLite holds it) nor duplicated (ids are unique, vectors are keyed by the row).
+ * (SQLite holds it) nor duplicated (ids are unique, vectors are keyed by the row). A mapping is
+ * validated when it is given and when it is read back from the meta (see mapping.ts).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
@@ -15,20 +16,10 @@ import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import { type IndexOptions, VectorIndex } from '../vector-index';
 import { type Filter, compileFilter } from './filters';
+import { MAPPING_LIMITS, type Mapping, type Product, parseMapping, toProduct } from './mapping';
 import { type Source, readSource } from './sources';
-import { renderTemplate } from './templates';
 
-/** How records become products. */
-export interface Mapping {
-  /** Field holding the product id (default 'id'). */
-  id?: string;
-  /** Template(s) of the text embedded: one string = one vector per product; several = one vector each (e.g. one per language). */
-  embed: string | string[];
-  /** Template of the text the reranker reads. */
-  rerank: string;
-  /** Fields stored as numbers (CSV gives strings), for filters and fusion signals. */
-  numeric?: string[];
-}
+export type { Mapping } from './mapping';
 
 export interface IngestProgress {
   read: number;
@@ -71,7 +62,7 @@ export interface ProductRow {
   rerankText: string;
 }
 
-const SLOTS = 16; // vectors per product at most: vector id = vid * SLOTS + slot
+const SLOTS = MAPPING_LIMITS.maxEmbedTemplates; // vectors per product at most: vector id = vid * SLOTS + slot
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS products (
@@ -115,8 +106,6 @@ export function fingerprint(embedder: Embedder): string {
   return fp;
 }
 
-const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-
 export class Collection {
   readonly name: string;
   private readonly db: Database.Database;
@@ -142,13 +131,14 @@ export class Collection {
 
   static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
     if (!/^[\w-]{1,64}$/.test(name)) throw invalid(`collection name '${name}' must be 1-64 letters, digits, _ or -`);
+    const mapping = options.mapping === undefined ? undefined : parseMapping(options.mapping);
     mkdirSync(dir, { recursive: true });
     const db = new (sqlite())(join(dir, `${name}.sqlite`));
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.exec(SCHEMA);
     const c = new Collection(name, db, join(dir, `${name}.qrix`), embedder);
-    await c.init(options);
+    await c.init({ ...options, mapping });
     return c;
   }
 
@@ -189,9 +179,23 @@ export class Collection {
     return (this.countAll.get() as { n: number }).n;
   }
 
+  /** The stored mapping; one that is invalid (written by an older qrank) counts as none here, and ingest says why. */
   get mapping(): Mapping | undefined {
-    const m = this.meta('mapping');
-    return m ? (JSON.parse(m) as Mapping) : undefined;
+    try {
+      return this.storedMapping();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private storedMapping(): Mapping | undefined {
+    const stored = this.meta('mapping');
+    if (stored === undefined) return undefined;
+    try {
+      return parseMapping(JSON.parse(stored));
+    } catch (err) {
+      throw invalid(`the stored mapping of collection '${this.name}' is invalid (${(err as Error).message}); send a valid mapping with the next documents`);
+    }
   }
 
   /** Products whose vectors in the saved index are not those of their current text. */
@@ -255,15 +259,20 @@ export class Collection {
   }
 
   private async ingestNow(source: Source, options: IngestOptions): Promise<IngestResult> {
-    const mapping = options.mapping ?? this.mapping;
+    const mapping = options.mapping === undefined ? this.storedMapping() : parseMapping(options.mapping);
     if (!mapping) throw invalid('ingest needs a mapping (id field, embed and rerank templates) the first time');
-    if (options.mapping) this.setMeta('mapping', JSON.stringify(options.mapping));
     const batchSize = options.batchSize ?? 64;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw invalid(`options.batchSize must be an integer from 1 to 10000, got ${batchSize}`);
+    if (options.mapping !== undefined) this.setMeta('mapping', JSON.stringify(mapping));
     const result: IngestResult = { read: 0, upserted: 0, unchanged: 0, embedded: 0, rejected: 0, errors: [] };
+    const reject = (at: number, reason: string) => {
+      result.rejected++;
+      if (result.errors.length < 100) result.errors.push({ at, reason });
+    };
     const upsert = this.db.prepare(`INSERT INTO products (id, fields, embed_texts, rerank_text, embed_hash) VALUES (@id, @fields, @embed, @rerank, @hash)
       ON CONFLICT(id) DO UPDATE SET fields = excluded.fields, embed_texts = excluded.embed_texts, rerank_text = excluded.rerank_text, embed_hash = excluded.embed_hash`);
     const current = this.db.prepare('SELECT embed_hash, fields, rerank_text FROM products WHERE id = ?');
-    let batch: ReturnType<typeof toProduct>[] = [];
+    let batch: Product[] = [];
     const flush = async () => {
       const write = this.db.transaction((items: typeof batch) => {
         for (const p of items) {
@@ -287,8 +296,7 @@ export class Collection {
       result.read++;
       const product = item.record ? toProduct(item.record, mapping) : { error: item.error ?? 'unreadable' };
       if ('error' in product) {
-        result.rejected++;
-        if (result.errors.length < 100) result.errors.push({ at: item.at, reason: product.error as string });
+        reject(item.at, product.error);
         continue;
       }
       batch.push(product);
@@ -429,22 +437,3 @@ function vectorIds(vid: number, n: number): bigint[] {
   return Array.from({ length: n }, (_, slot) => BigInt(vid) * BigInt(SLOTS) + BigInt(slot));
 }
 
-function toProduct(record: Record<string, unknown>, m: Mapping) {
-  const idValue = record[m.id ?? 'id'];
-  if (idValue === undefined || idValue === null || String(idValue).trim() === '') return { error: `missing id field '${m.id ?? 'id'}'` };
-  const fields: Record<string, unknown> = { ...record };
-  for (const f of m.numeric ?? []) {
-    if (fields[f] === undefined || fields[f] === '') continue;
-    const n = Number(fields[f]);
-    if (!Number.isFinite(n)) return { error: `field '${f}' is not a number: ${String(fields[f]).slice(0, 40)}` };
-    fields[f] = n;
-  }
-  const templates = Array.isArray(m.embed) ? m.embed : [m.embed];
-  if (templates.length > SLOTS) return { error: `at most ${SLOTS} embed templates` };
-  const embed = templates.map((t) => renderTemplate(t, fields));
-  if (embed.every((t) => t === '')) return { error: 'no text to embed: every field of the embed template is missing' };
-  const texts = embed.map((t) => t || embed.find((x) => x !== '')!); // a missing language falls back to another
-  const rerank = renderTemplate(m.rerank, fields);
-  const fieldsJson = JSON.stringify(fields);
-  return { id: String(idValue), fields: fieldsJson, embed: JSON.stringify(texts), rerank, hash: sha(JSON.stringify(texts)) };
-}

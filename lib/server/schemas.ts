@@ -4,6 +4,7 @@
  * the field.
  */
 import { z } from 'zod';
+import { mappingSchema } from '../search/mapping';
 import { HttpError } from './http-errors';
 
 const text = z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode (lone surrogate)');
@@ -87,14 +88,6 @@ const fieldFilter = z.union([
     .partial()
     .strict(),
 ]);
-const mapping = z
-  .object({
-    id: z.string().optional(),
-    embed: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(16)]),
-    rerank: z.string().min(1),
-    numeric: z.array(z.string()).optional(),
-  })
-  .strict();
 
 /** POST /v1/collections */
 export const collectionBody = z
@@ -115,7 +108,7 @@ export const collectionBody = z
       .partial()
       .strict()
       .optional(),
-    mapping: mapping.optional(),
+    mapping: mappingSchema.optional(),
   })
   .strict();
 
@@ -123,7 +116,7 @@ export const collectionBody = z
 export const documentsBody = z
   .object({
     documents: z.array(z.record(z.string(), z.unknown())),
-    mapping: mapping.optional(),
+    mapping: mappingSchema.optional(),
   })
   .strict();
 
