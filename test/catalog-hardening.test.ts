@@ -4,7 +4,7 @@
  * a reopen or the server. Rows written by an older qrank (which let bad texts through) are put
  * straight into SQLite to show that the collection heals instead of becoming unopenable.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,29 @@ async function engine(name = `d${fresh++}`) {
 const jsonl = (rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
 const nested = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
 
+/** Writes a pending product the way an older qrank stored one whose text the embedder refuses. */
+function plantUnembeddableRow(data: string, collection: string, id: string): void {
+  const db = new Database(join(data, `${collection}.sqlite`));
+  try {
+    const text = 'legacy \ud800 text';
+    db.prepare('INSERT INTO products (id, fields, embed_texts, rerank_text, embed_hash) VALUES (?, ?, ?, ?, ?)').run(
+      id, JSON.stringify({ sku: id, title_en: text }), JSON.stringify([text]), 'legacy', 'legacy-hash');
+  } finally {
+    db.close();
+  }
+}
+
+/** Open file descriptors of this process that point at `path`. */
+function openHandles(path: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 describe('lone surrogates (item 5)', () => {
   it('rejects the record with its line and the field, ingests the rest, and later uploads work', async () => {
     const { se } = await engine();
@@ -55,6 +78,39 @@ describe('lone surrogates (item 5)', () => {
     se.close();
   });
 
+  it('a stored product the embedder refuses (written by an older qrank) never makes the collection unopenable', async () => {
+    const { data, se } = await engine();
+    await (await se.collection('p', { mapping: MAPPING })).ingest(products(5));
+    se.close();
+    plantUnembeddableRow(data, 'p', 'legacy-1');
+    const se2 = await SearchEngine.open({ dir: data, embedder: em, reranker: rr });
+    const col = await se2.collection('p');
+    expect(col.pendingCount()).toBe(0);
+    expect(col.size).toBe(5); // the row that can never be embedded is gone, the others are intact
+    expect(col.vectorCount).toBe(5);
+    expect((await col.ingest(products(3, 5))).embedded).toBe(3);
+    // and while the collection is open: the next ingestion reports it and goes on
+    plantUnembeddableRow(data, 'p', 'legacy-2');
+    const r = await col.ingest(products(2, 8));
+    expect(r).toMatchObject({ upserted: 2, embedded: 2, rejected: 1 });
+    expect(r.errors).toEqual([{ at: 0, reason: expect.stringMatching(/'legacy-2'.*removed/) }]);
+    expect(col.pendingCount()).toBe(0);
+    expect(col.size).toBe(10);
+    expect(col.vectorCount).toBe(10);
+    se2.close();
+  });
+
+  it('a failed open closes its database handle', async () => {
+    const { data, se } = await engine();
+    await (await se.collection('p', { mapping: MAPPING })).ingest(products(3));
+    se.close();
+    writeFileSync(join(data, 'p.qrix'), 'not an index');
+    const sqlitePath = join(data, 'p.sqlite');
+    const se2 = await SearchEngine.open({ dir: data, embedder: em });
+    for (let i = 0; i < 3; i++) await rejectsWithCode(se2.collection('p'), 'BAD_INDEX');
+    expect(openHandles(sqlitePath)).toBe(0);
+    se2.close();
+  });
 });
 
 describe('separator runs in templates (item 6)', () => {
@@ -272,6 +328,20 @@ describe('over HTTP', () => {
     expect((await call('GET', '/v1/collections')).status).toBe(200);
     expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', filter: { category: 'Audio' } })).status).toBe(200);
     expect((await call('DELETE', '/v1/collections/shop')).status).toBe(200);
+  });
+
+  it('a collection holding an unembeddable row from an older qrank opens, lists, searches and deletes after a restart', async () => {
+    expect((await call('POST', '/v1/collections', { name: 'old', mapping: MAPPING })).status).toBe(201);
+    await call('POST', '/v1/collections/old/documents', { documents: products(3) });
+    await stop();
+    plantUnembeddableRow(data, 'old', 'legacy');
+    await start();
+    const list = await call('GET', '/v1/collections');
+    expect(list.status).toBe(200);
+    expect(list.body.data).toEqual([expect.objectContaining({ name: 'old', size: 3, pending: 0, vectors: 3 })]);
+    expect((await call('POST', '/v1/search', { collection: 'old', query: 'x' })).body.results).toHaveLength(3);
+    expect((await call('POST', '/v1/collections/old/documents', { documents: products(1, 3) })).body).toMatchObject({ upserted: 1, size: 4 });
+    expect((await call('DELETE', '/v1/collections/old')).status).toBe(200);
   });
 
   it('deep records are rejected at ingestion and filtered searches stay 200', async () => {

@@ -5,8 +5,12 @@
  * saved atomically, and only then are the rows marked indexed, in one SQLite transaction. Opening a
  * collection reconciles: vectors of unknown or pending products are removed, products whose vectors
  * are missing become pending, and pending products are embedded again. A product is never lost
- * (SQLite holds it) nor duplicated (ids are unique, vectors are keyed by the row). A mapping is
- * validated when it is given and when it is read back from the meta (see mapping.ts).
+ * (SQLite holds it) nor duplicated (ids are unique, vectors are keyed by the row), with one
+ * exception: a stored product whose text the embedder refuses (an older qrank stored lone
+ * surrogates, which `toProduct` now rejects) could never be searched and would stop every later
+ * batch, so the batch that meets it removes it, and an ingestion reports it among its errors.
+ * A failed open closes what it opened; a mapping is validated when it is given and when it is
+ * read back from the meta (see mapping.ts).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
@@ -30,6 +34,7 @@ export interface IngestProgress {
 }
 
 export interface IngestResult extends IngestProgress {
+  /** The first 100 rejections: `at` is the record's line or element, 0 for a stored product (see the header). */
   errors: { at: number; reason: string }[];
 }
 
@@ -134,12 +139,17 @@ export class Collection {
     const mapping = options.mapping === undefined ? undefined : parseMapping(options.mapping);
     mkdirSync(dir, { recursive: true });
     const db = new (sqlite())(join(dir, `${name}.sqlite`));
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.exec(SCHEMA);
-    const c = new Collection(name, db, join(dir, `${name}.qrix`), embedder);
-    await c.init({ ...options, mapping });
-    return c;
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.exec(SCHEMA);
+      const c = new Collection(name, db, join(dir, `${name}.qrix`), embedder);
+      await c.init({ ...options, mapping });
+      return c;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
   }
 
   private meta(key: string): string | undefined {
@@ -288,7 +298,9 @@ export class Collection {
       write(batch);
       batch = [];
       this.signalRanges = undefined;
-      result.embedded += await this.embedPending(options.signal);
+      const { embedded, removed } = await this.embedPending(options.signal);
+      result.embedded += embedded;
+      for (const r of removed) reject(0, `stored product '${r.id}' was removed: the embedder refuses its text (${r.reason})`);
       options.onProgress?.({ ...result, errors: undefined } as unknown as IngestProgress);
     };
     for await (const item of readSource(source)) {
@@ -306,34 +318,64 @@ export class Collection {
     return result;
   }
 
-  /** Embeds every pending product, in batches; each batch ends with an atomic index save. */
-  private async embedPending(signal?: AbortSignal): Promise<number> {
-    const select = this.db.prepare('SELECT vid, embed_texts, embed_hash FROM products WHERE indexed_hash IS NOT embed_hash LIMIT 256');
+  /**
+   * Embeds every pending product, in batches; each batch ends with an atomic index save. A product
+   * whose text the embedder refuses is removed in that batch's transaction (see the header).
+   */
+  private async embedPending(signal?: AbortSignal): Promise<{ embedded: number; removed: { id: string; reason: string }[] }> {
+    const select = this.db.prepare('SELECT vid, id, embed_texts, embed_hash FROM products WHERE indexed_hash IS NOT embed_hash LIMIT 256');
     const mark = this.db.prepare('UPDATE products SET indexed_hash = ? WHERE vid = ?');
-    let done = 0;
+    const remove = this.db.prepare('DELETE FROM products WHERE vid = ?');
+    let embedded = 0;
+    const removed: { id: string; reason: string }[] = [];
     for (;;) {
-      const rows = select.all() as { vid: number; embed_texts: string; embed_hash: string }[];
-      if (rows.length === 0) return done;
-      const texts: string[] = [];
-      const ids: bigint[] = [];
-      for (const r of rows) {
-        (JSON.parse(r.embed_texts) as string[]).forEach((t, slot) => {
-          texts.push(t);
-          ids.push(BigInt(r.vid) * BigInt(SLOTS) + BigInt(slot));
-        });
-      }
-      const vectors = await this.embedder.embed(texts, { kind: 'document', signal });
+      const rows = select.all() as PendingRow[];
+      if (rows.length === 0) return { embedded, removed };
+      const vectors = await this.embedRows(rows, signal);
       const stale = rows.flatMap((r) => vectorIds(r.vid, SLOTS)).filter((id) => this.held.has(id));
       if (stale.length) {
         await this.index.remove(stale);
         stale.forEach((id) => this.held.delete(id));
       }
-      await this.index.add(ids, vectors);
-      ids.forEach((id) => this.held.add(id));
+      const ids = rows.flatMap((r, i) => (typeof vectors[i] === 'string' ? [] : vectorIds(r.vid, vectors[i].length)));
+      if (ids.length) {
+        await this.index.add(ids, vectors.filter((v): v is Float32Array[] => typeof v !== 'string').flat());
+        ids.forEach((id) => this.held.add(id));
+      }
       await this.index.save(this.indexPath);
-      this.db.transaction(() => rows.forEach((r) => mark.run(r.embed_hash, r.vid)))();
-      done += rows.length;
+      this.db.transaction(() => rows.forEach((r, i) => {
+        const refusal = vectors[i];
+        if (typeof refusal === 'string') {
+          remove.run(r.vid);
+          removed.push({ id: r.id, reason: refusal });
+        } else {
+          mark.run(r.embed_hash, r.vid);
+          embedded++;
+        }
+      }))();
     }
+  }
+
+  /**
+   * The vectors of each row's texts, or the reason the embedder refuses them (INVALID_INPUT). The
+   * rows are embedded together; only when that is refused is each row embedded alone, to tell the
+   * rows it refuses from the others. Other failures (aborted, closed) are thrown.
+   */
+  private async embedRows(rows: PendingRow[], signal?: AbortSignal): Promise<(Float32Array[] | string)[]> {
+    const texts = rows.map((r) => JSON.parse(r.embed_texts) as string[]);
+    try {
+      const flat = await this.embedder.embed(texts.flat(), { kind: 'document', signal });
+      let at = 0;
+      return texts.map((t) => flat.slice(at, (at += t.length)));
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+    }
+    const each = await Promise.allSettled(texts.map((t) => this.embedder.embed(t, { kind: 'document', signal })));
+    return each.map((r) => {
+      if (r.status === 'fulfilled') return r.value;
+      if (isRefusal(r.reason)) return r.reason.message;
+      throw r.reason;
+    });
   }
 
   /** Removes products from the store and their vectors from the index; returns how many existed. */
@@ -437,3 +479,13 @@ function vectorIds(vid: number, n: number): bigint[] {
   return Array.from({ length: n }, (_, slot) => BigInt(vid) * BigInt(SLOTS) + BigInt(slot));
 }
 
+interface PendingRow {
+  vid: number;
+  id: string;
+  embed_texts: string;
+  embed_hash: string;
+}
+
+function isRefusal(err: unknown): err is QrankError {
+  return err instanceof QrankError && err.code === 'INVALID_INPUT';
+}
