@@ -4,7 +4,7 @@
  * a reopen or the server. Rows written by an older qrank (which let bad texts through) are put
  * straight into SQLite to show that the collection heals instead of becoming unopenable.
  */
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -171,6 +171,72 @@ describe('separator runs in templates (item 6)', () => {
   });
 });
 
+describe('ragged CSV rows (item 7)', () => {
+  const header = 'sku,title_en,price';
+  const row = (i: number) => `sku-${i},Product ${i},${10 + i}`;
+
+  it('keeps the good rows and reports the bad one at its real line', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en}', numeric: ['price'] } });
+    const rows = Array.from({ length: 1000 }, (_, i) => (i === 500 ? row(i) + ',extra' : row(i)));
+    writeFileSync(join(dir, 'ragged.csv'), [header, ...rows].join('\n') + '\n');
+    const r = await col.ingest(join(dir, 'ragged.csv'), { batchSize: 128 });
+    expect(r).toMatchObject({ read: 1000, upserted: 999, rejected: 1 });
+    expect(r.errors).toEqual([{ at: 502, reason: expect.stringMatching(/4 columns.*header has 3/) }]);
+    expect(col.size).toBe(999);
+    se.close();
+  });
+
+  it('counts lines through quoted line breaks (LF and CRLF), blank lines and short rows', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en}' } });
+    for (const eol of ['\n', '\r\n']) {
+      const csv = [header, '', row(1), `sku-2,"two${eol}lines${eol}long",3`, '   ', row(3), 'sku-4,sh"ort quote,5', 'sku-5,short', '', row(6), 'sku-7,"x', '",7', 'sku-8'].join(eol);
+      writeFileSync(join(dir, 'lines.csv'), csv);
+      const r = await col.ingest(join(dir, 'lines.csv'));
+      expect(r.errors, JSON.stringify(eol)).toEqual([
+        { at: 10, reason: expect.stringMatching(/2 columns.*header has 3/) },
+        { at: 15, reason: expect.stringMatching(/1 columns.*header has 3/) },
+      ]);
+      expect(r).toMatchObject({ read: 8, rejected: 2 });
+      const byId = new Map([...col.rows([1, 2, 3, 4, 5, 6]).values()].map((p) => [p.id, p.fields.title_en]));
+      expect([...byId.keys()]).toEqual(['sku-1', 'sku-2', 'sku-3', 'sku-4', 'sku-6', 'sku-7']);
+      expect(byId.get('sku-2')).toBe(`two${eol}lines${eol}long`);
+      expect(byId.get('sku-4')).toBe('sh"ort quote'); // a quote inside an unquoted field is kept as it is
+      expect(byId.get('sku-7')).toBe(`x${eol}`);
+    }
+    se.close();
+  });
+
+  it('a quote closed in the middle of a field ends the file there: the rows before it are kept, the error has its line', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en}' } });
+    // one chunk holds it all: the rows parsed before the error in that chunk must not be lost
+    writeFileSync(join(dir, 'quote.csv'), [header, row(1), row(2), 'sku-3,"bad"quote,5', row(4)].join('\n'));
+    const r = await col.ingest(join(dir, 'quote.csv'));
+    expect(r).toMatchObject({ upserted: 2, rejected: 1 });
+    expect(r.errors).toEqual([{ at: 4, reason: expect.stringMatching(/^invalid CSV: .*the rest of the file was not read/) }]);
+    se.close();
+  });
+
+  it('refuses a header with duplicate or empty column names; a __proto__ column is an ordinary field', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en} {__proto__}' } });
+    writeFileSync(join(dir, 'dup.csv'), 'sku,title_en,title_en\n1,a,b\n');
+    expect((await rejectsWithCode(col.ingest(join(dir, 'dup.csv')), 'INVALID_INPUT')).message).toMatch(/line 1.*'title_en'.*twice/);
+    writeFileSync(join(dir, 'empty.csv'), 'sku,,title_en\n1,a,b\n');
+    await rejectsWithCode(col.ingest(join(dir, 'empty.csv')), 'INVALID_INPUT');
+    writeFileSync(join(dir, 'proto.csv'), 'sku,title_en,__proto__,constructor\n1,hello,polluted,c\n');
+    const r = await col.ingest(join(dir, 'proto.csv'));
+    expect(r).toMatchObject({ upserted: 1, rejected: 0 });
+    const [row] = [...col.rows([1]).values()];
+    expect(Object.getOwnPropertyNames(row.fields)).toEqual(['sku', 'title_en', '__proto__', 'constructor']);
+    expect(row.rerankText).toBe('hello polluted');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    se.close();
+  });
+});
+
 describe('depth and size of records (item 10)', () => {
   it('rejects records nested too deep, too large or with too many fields, naming the limit; searches go on', async () => {
     const { se } = await engine();
@@ -180,19 +246,40 @@ describe('depth and size of records (item 10)', () => {
       JSON.stringify(good[0]),
       `{"sku":"d2000","title_en":"deep","x":${nested(2000)}}`,
       `{"sku":"d20000","title_en":"deep","x":${nested(20_000)}}`,
+      JSON.stringify({ sku: 'big', title_en: 'big', blob: 'x'.repeat(2 << 20) }),
       JSON.stringify({ sku: 'wide', title_en: 'wide', ...Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, i])) }),
       JSON.stringify(good[1]),
       JSON.stringify({ sku: 'ok-depth', title_en: 'ok', x: JSON.parse(nested(31)) }),
     ];
     writeFileSync(join(dir, 'deep.jsonl'), jsonl(lines));
     const r = await col.ingest(join(dir, 'deep.jsonl'));
-    expect(r).toMatchObject({ read: 6, upserted: 3, rejected: 3 });
-    expect(r.errors.map((e) => e.at)).toEqual([2, 3, 4]);
+    expect(r).toMatchObject({ read: 7, upserted: 3, rejected: 4 });
+    expect(r.errors.map((e) => e.at)).toEqual([2, 3, 4, 5]);
     expect(r.errors[0].reason).toMatch(/deeper than 32/);
     expect(r.errors[1].reason).toMatch(/deeper than 32/);
-    expect(r.errors[2].reason).toMatch(/more than 1000 fields/);
+    expect(r.errors[2].reason).toMatch(/line is longer than the limit of 1 MiB/);
+    expect(r.errors[3].reason).toMatch(/more than 1000 fields/);
     const hits = await se.search('p', 'x', { filter: { category: 'Audio' }, rerank: false });
     expect(hits.results.map((h) => h.id)).toEqual(['sku-0']);
+    se.close();
+  });
+
+  it('rejects a 50 MB JSONL line without holding it, and reads on', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: MAPPING });
+    const path = join(dir, 'long-line.jsonl');
+    const out = createWriteStream(path);
+    out.write(JSON.stringify(products(1)[0]) + '\n{"sku":"huge","blob":"');
+    const chunk = 'y'.repeat(1 << 20);
+    for (let i = 0; i < 50; i++) out.write(chunk);
+    out.write('"}\n' + JSON.stringify(products(1, 1)[0]) + '\n');
+    await new Promise((done) => out.end(done));
+    const heapBefore = process.memoryUsage().heapUsed;
+    let peak = 0;
+    const r = await col.ingest(path, { onProgress: () => (peak = Math.max(peak, process.memoryUsage().heapUsed - heapBefore)) });
+    expect(r).toMatchObject({ read: 3, upserted: 2, rejected: 1 });
+    expect(r.errors).toEqual([{ at: 2, reason: expect.stringMatching(/line is longer than the limit of 1 MiB/) }]);
+    expect(peak).toBeLessThan(40 << 20);
     se.close();
   });
 
@@ -246,6 +333,45 @@ describe('prototype keys (item 12)', () => {
     const a = [...col.rows([3]).values()][0];
     expect(a.rerankText).toBe('C P');
     expect(({} as Record<string, unknown>).title).toBeUndefined();
+    se.close();
+  });
+});
+
+describe('JSON array sources', () => {
+  it('assembles hostile elements safely: __proto__ keys are fields, deep, non-object and broken elements are rejected alone', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { ...MAPPING, embed: '{title_en} {__proto__.title_en}' } });
+    const elements = [
+      JSON.stringify(products(1)[0]),
+      '{"sku":"p","title_en":"T","__proto__":{"title_en":"inner"},"n":{"__proto__":5},"list":[1,[2,{"k":null}],true]}',
+      `{"sku":"deep","title_en":"d","x":${nested(20_000)}}`,
+      '"a string"',
+      '{"sku":"s","title_en":"\\ud800"}',
+      JSON.stringify(products(1, 1)[0]),
+    ];
+    writeFileSync(join(dir, 'hostile.json'), `[${elements.join(',\n')}]`);
+    const r = await col.ingest(join(dir, 'hostile.json'));
+    expect(r.errors.map((e) => e.at)).toEqual([3, 4, 5]);
+    expect(r.errors.map((e) => e.reason)).toEqual([expect.stringMatching(/deeper than 32/), 'not a JSON object', expect.stringMatching(/lone surrogate/)]);
+    expect(r).toMatchObject({ read: 6, upserted: 3, rejected: 3 });
+    const p = col.rows([2]).get(2)!;
+    expect(p.id).toBe('p');
+    expect(Object.getOwnPropertyNames(p.fields)).toEqual(['sku', 'title_en', '__proto__', 'n', 'list']);
+    expect(p.fields.n).toEqual(JSON.parse('{"__proto__":5}'));
+    expect(p.fields.list).toEqual([1, [2, { k: null }], true]);
+    expect(JSON.parse(JSON.stringify(p.fields)).__proto__).toEqual({ title_en: 'inner' });
+    se.close();
+  });
+
+  it('a syntax error ends the file at its element; a file that is not an array is one error', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: MAPPING });
+    writeFileSync(join(dir, 'broken.json'), `[${JSON.stringify(products(1)[0])}, ${JSON.stringify(products(1, 1)[0])}, {"sku": "x", oops}]`);
+    const r = await col.ingest(join(dir, 'broken.json'));
+    expect(r).toMatchObject({ upserted: 2, rejected: 1 });
+    expect(r.errors).toEqual([{ at: 3, reason: expect.stringMatching(/^invalid JSON file: .*the rest of the file was not read/) }]);
+    writeFileSync(join(dir, 'object.json'), JSON.stringify(products(1)[0]));
+    expect((await col.ingest(join(dir, 'object.json'))).errors).toEqual([{ at: 0, reason: expect.stringMatching(/not an array of records/) }]);
     se.close();
   });
 });
