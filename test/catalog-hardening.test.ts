@@ -219,6 +219,16 @@ describe('ragged CSV rows (item 7)', () => {
     se.close();
   });
 
+  it('a field over the record limit ends the file at its line (a runaway quote looks the same); the rows before it are kept', async () => {
+    const { se } = await engine();
+    const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en}' } });
+    writeFileSync(join(dir, 'huge-field.csv'), [header, row(1), row(2), `sku-3,"${'z'.repeat(2 << 20)}",3`, row(4)].join('\n'));
+    const r = await col.ingest(join(dir, 'huge-field.csv'));
+    expect(r).toMatchObject({ upserted: 2, rejected: 1 });
+    expect(r.errors).toEqual([{ at: 4, reason: expect.stringMatching(/^invalid CSV: .*1048576.*the rest of the file was not read/) }]);
+    se.close();
+  });
+
   it('refuses a header with duplicate or empty column names; a __proto__ column is an ordinary field', async () => {
     const { se } = await engine();
     const col = await se.collection('p', { mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en} {__proto__}' } });
@@ -468,6 +478,15 @@ describe('over HTTP', () => {
     expect((await call('POST', '/v1/search', { collection: 'old', query: 'x' })).body.results).toHaveLength(3);
     expect((await call('POST', '/v1/collections/old/documents', { documents: products(1, 3) })).body).toMatchObject({ upserted: 1, size: 4 });
     expect((await call('DELETE', '/v1/collections/old')).status).toBe(200);
+  });
+
+  it('a ragged CSV upload keeps the good rows and reports the bad one at its line', async () => {
+    expect((await call('POST', '/v1/collections', { name: 'csv', index: { kind: 'flat' }, mapping: { id: 'sku', embed: '{title_en}', rerank: '{title_en}', numeric: ['price'] } })).status).toBe(201);
+    const rows = Array.from({ length: 1000 }, (_, i) => `sku-${i},Product ${i},${i}` + (i === 500 ? ',extra' : ''));
+    const r = await call('POST', '/v1/collections/csv/documents', ['sku,title_en,price', ...rows].join('\n'), 'text/csv');
+    expect(r).toMatchObject({ status: 200, body: { read: 1000, upserted: 999, rejected: 1, size: 999 } });
+    expect(r.body.errors).toEqual([{ at: 502, reason: expect.stringMatching(/4 columns/) }]);
+    expect((await call('DELETE', '/v1/collections/csv')).status).toBe(200);
   });
 
   it('deep records are rejected at ingestion and filtered searches stay 200', async () => {
