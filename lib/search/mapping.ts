@@ -39,7 +39,7 @@ export const RECORD_LIMITS = {
 
 /** What one mapping may hold. */
 export const MAPPING_LIMITS = {
-  /** Embed templates, so vectors per product: a collection numbers vectors vid x 16 + slot. */
+  /** Embed templates, so vectors per product. Part of the stored format: a collection numbers its vectors vid x 16 + slot. */
   maxEmbedTemplates: 16,
   /** Characters of one template. */
   maxTemplateLength: 4096,
