@@ -273,7 +273,7 @@ export function createApp(options: ServerOptions) {
       res.json(
         results.map((r) => ({
           index: r.index,
-          score: body.raw_scores ? Math.log(r.score / (1 - r.score)) : r.score,
+          score: body.raw_scores ? r.logit : r.score, // TEI's raw score is the logit, kept from the engine (P(yes) saturates)
           ...(body.return_text ? { text: body.texts[r.index] } : {}),
         })),
       );
