@@ -3,7 +3,7 @@
  * turns native callbacks into promises (abort, close and error mapping in one place), and close().
  */
 import { resolve } from 'node:path';
-import { binding, type NativeCallback, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
+import { binding, type CudaStatus, type NativeCallback, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
 import { QrankError, callerStack, toQrankError } from './errors';
 import { loadOptionsSchema, parseOptions } from './validate';
 
@@ -36,6 +36,16 @@ export interface LoadOptions {
 
 export type ModelInfo = NativeModelInfo;
 export type ModelStats = NativeStats;
+export type { CudaStatus };
+
+/** Whether this build has the CUDA engine and whether it can run on this machine (`reason` says why not). */
+export function cudaStatus(): CudaStatus {
+  try {
+    return binding().cudaStatus();
+  } catch (err) {
+    throw toQrankError(err, callerStack());
+  }
+}
 
 export async function loadNative(options: LoadOptions, role: 'reranker' | 'embedder', stack: string): Promise<NativeModel> {
   const o = parseOptions(loadOptionsSchema, options, 'options');

@@ -9,8 +9,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Embedder, Reranker } from '../lib/index';
-import { binding } from '../lib/binding';
+import { Embedder, Reranker, cudaStatus } from '../lib/index';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { createApp } from '../lib/server/app';
 import { QWEN3_EOS_ID, QWEN3_IM_END_ID, makeTestModel } from '../lib/models/test-model';
 import { MODELS, makeDocs, rejectsWithCode, throwsWithCode } from './helpers';
 
@@ -99,6 +101,26 @@ describe('rerankers: every head a conversion writes', () => {
       // ranking by logit breaks the ties that saturated scores leave
       const logits = r.map((x) => x.logit);
       expect(new Set(logits).size).toBe(logits.length);
+      // TEI's raw_scores are those logits over HTTP (a score of 1.0 once became Infinity, sent as null)
+      const texts = makeDocs(40, 12, 5);
+      const server = createApp({ reranker: rr, logger: pino({ level: 'silent' }) });
+      const http = server.app.listen(0, '127.0.0.1');
+      await new Promise((ok) => http.once('listening', ok));
+      try {
+        const res = await fetch(`http://127.0.0.1:${(http.address() as AddressInfo).port}/rerank`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: 'auriculares bluetooth', texts, raw_scores: true }),
+        });
+        const body = (await res.json()) as { index: number; score: number | null }[];
+        const byIndex = new Map(r.map((x) => [x.index, x.logit]));
+        for (const item of body) {
+          expect(typeof item.score).toBe('number');
+          expect(item.score).toBeCloseTo(byIndex.get(item.index)!, 4);
+        }
+      } finally {
+        await new Promise((ok) => http.close(ok));
+      }
     } finally {
       await rr.close();
     }
@@ -157,7 +179,7 @@ describe('engine limits and devices', () => {
   });
 
   it("says why the CUDA engine cannot run, and 'cuda' is UNSUPPORTED with that reason", async () => {
-    const status = binding().cudaStatus();
+    const status = cudaStatus();
     expect(typeof status.built).toBe('boolean');
     if (status.reason === '') return; // a machine where the CUDA engine runs: nothing to refuse
     expect(status.reason.length).toBeGreaterThan(10);

@@ -11,8 +11,11 @@
  * Each tensor's values come from its own PRNG stream seeded by (seed, tensor name), so they do not depend on the
  * order of generation or on the chunking, and the same options always give a byte-identical file.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import {
   GGMLType,
   GGUFValueType,
@@ -153,9 +156,30 @@ function repoRoot(): string {
   return path.resolve(__dirname, '..', '..');
 }
 
-/** Where the Qwen tokenizer is read from: $QRANK_VOCAB_GGUF, else llama.cpp's ggml-vocab-qwen2.gguf under deps/. */
+/** The Qwen2 vocabulary shipped with the package, brotli-compressed (scripts/pack-vocab.mjs makes it from deps/). */
+export const SHIPPED_VOCAB = path.join(repoRoot(), 'vocab', 'ggml-vocab-qwen2.gguf.br');
+
+/**
+ * Where the Qwen tokenizer is read from: $QRANK_VOCAB_GGUF, else the vocabulary the package ships,
+ * unpacked once into the temporary directory (an installed package has no llama.cpp source tree).
+ */
 export function defaultVocabPath(): string {
-  return process.env.QRANK_VOCAB_GGUF || path.join(repoRoot(), 'deps', 'llama.cpp', 'models', 'ggml-vocab-qwen2.gguf');
+  return process.env.QRANK_VOCAB_GGUF || unpackShippedVocab();
+}
+
+function unpackShippedVocab(): string {
+  if (!fs.existsSync(SHIPPED_VOCAB)) {
+    throw new Error(`the Qwen tokenizer ${SHIPPED_VOCAB} is missing from this installation; reinstall qrank, or name a GGUF that has the Qwen2/Qwen3 vocabulary with QRANK_VOCAB_GGUF`);
+  }
+  const packed = fs.readFileSync(SHIPPED_VOCAB);
+  const digest = createHash('sha256').update(packed).digest('hex').slice(0, 16);
+  const out = path.join(os.tmpdir(), `qrank-vocab-qwen2-${digest}.gguf`);
+  if (!fs.existsSync(out)) {
+    const tmp = `${out}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, zlib.brotliDecompressSync(packed));
+    fs.renameSync(tmp, out); // atomic: concurrent processes never read half a file
+  }
+  return out;
 }
 
 const vocabCache = new Map<string, QwenVocab>();
@@ -169,7 +193,7 @@ export function loadQwen3Vocab(vocabPath: string = defaultVocabPath()): QwenVoca
   const cached = vocabCache.get(key);
   if (cached) return cached;
   if (!fs.existsSync(key)) {
-    throw new Error(`Qwen tokenizer file ${key} not found; run \`node scripts/fetch-llama.mjs\` to fetch llama.cpp`);
+    throw new Error(`Qwen tokenizer file ${key} not found (QRANK_VOCAB_GGUF names a GGUF with the Qwen2/Qwen3 vocabulary)`);
   }
   const file = GGUFFile.open(key);
   try {
