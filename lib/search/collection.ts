@@ -71,6 +71,15 @@ export interface ProductRow {
   rerankText: string;
 }
 
+/** What a collection may be called: it names files in the data directory, so it never leaves it. */
+export const COLLECTION_NAME = /^[\w-]{1,64}$/;
+
+/** `name` when it can name a collection; INVALID_INPUT otherwise. */
+export function checkCollectionName(name: unknown): string {
+  if (typeof name !== 'string' || !COLLECTION_NAME.test(name)) throw invalid(`collection name '${String(name).slice(0, 80)}' must be 1-64 letters, digits, _ or -`);
+  return name;
+}
+
 const SLOTS = 16; // vectors per product at most: vector id = vid * SLOTS + slot
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -141,7 +150,7 @@ export class Collection {
   }
 
   static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
-    if (!/^[\w-]{1,64}$/.test(name)) throw invalid(`collection name '${name}' must be 1-64 letters, digits, _ or -`);
+    checkCollectionName(name);
     mkdirSync(dir, { recursive: true });
     const db = new (sqlite())(join(dir, `${name}.sqlite`));
     db.pragma('journal_mode = WAL');
@@ -350,10 +359,10 @@ export class Collection {
 
   /** Vector recall: best products first, by their best vector; `filter` applies inside the search. */
   async recall(query: Float32Array, k: number, filter?: Filter): Promise<{ vid: number; score: number }[]> {
+    const sql = compileFilter(filter);
     let allow: bigint[] | undefined;
-    if (filter && Object.keys(filter).length) {
-      const { where, params } = compileFilter(filter);
-      const rows = this.db.prepare(`SELECT vid, embed_texts FROM products WHERE ${where}`).all(...params) as { vid: number; embed_texts: string }[];
+    if (sql) {
+      const rows = this.db.prepare(`SELECT vid, embed_texts FROM products WHERE ${sql.where}`).all(...sql.params) as { vid: number; embed_texts: string }[];
       allow = rows.flatMap((r) => vectorIds(r.vid, JSON.parse(r.embed_texts).length));
       if (allow.length === 0) return [];
     }

@@ -14,7 +14,7 @@ import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
 import type { IndexOptions } from '../vector-index';
-import { Collection, type Mapping, fingerprint } from './collection';
+import { COLLECTION_NAME, Collection, type Mapping, checkCollectionName, fingerprint } from './collection';
 import type { Filter } from './filters';
 
 export interface SearchOptions {
@@ -78,6 +78,7 @@ export class SearchEngine {
 
   /** Opens (or creates) a collection. `reindex: true` re-embeds it when the embedding model changed. */
   async collection(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
+    checkCollectionName(name);
     let c = this.collections.get(name);
     if (!c) {
       c = await Collection.open(this.dir, name, this.embedder, options);
@@ -92,16 +93,18 @@ export class SearchEngine {
     return readdirSync(this.dir)
       .filter((f) => f.endsWith('.sqlite'))
       .map((f) => f.slice(0, -'.sqlite'.length))
+      .filter((name) => COLLECTION_NAME.test(name))
       .sort();
   }
 
   has(name: string): boolean {
+    checkCollectionName(name);
     return this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`));
   }
 
   /** Opens a collection that must exist (COLLECTION_NOT_FOUND otherwise). */
   async existing(name: string): Promise<Collection> {
-    if (typeof name !== 'string' || !this.has(name)) throw new QrankError('COLLECTION_NOT_FOUND', `no collection named '${String(name)}'; create it first (POST /v1/collections or qrank index)`);
+    if (!this.has(name)) throw new QrankError('COLLECTION_NOT_FOUND', `no collection named '${name}'; create it first (POST /v1/collections or qrank index)`);
     return this.collection(name);
   }
 

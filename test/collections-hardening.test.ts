@@ -1,0 +1,182 @@
+/**
+ * Collections under hostile use (issue 10): concurrent first opens, drops and closes while searches
+ * and ingests run, filters and fusion signals at and beyond their bounds, prototype keys, caches
+ * bounded by bytes, collection names that try to leave the data directory. Each case is checked in
+ * the library and, where a request can carry it, over HTTP.
+ */
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo, Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Embedder, Reranker } from '../lib/index';
+import { SearchEngine } from '../lib/search/engine';
+import { MAX_FILTER_FIELDS, MAX_FILTER_PARAMS, MAX_IN_VALUES } from '../lib/search/filters';
+import { createApp } from '../lib/server/app';
+import { MAPPING, MODELS, products, rejectsWithCode } from './helpers';
+
+const root = mkdtempSync(join(tmpdir(), 'qrank-hardening-'));
+let em: Embedder;
+let rr: Reranker;
+let n = 0;
+/** A fresh data directory. */
+const fresh = () => join(root, `d${n++}`);
+const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string; message?: string }) => e.code ?? `untyped: ${e.message}`);
+
+beforeAll(async () => {
+  [em, rr] = await Promise.all([Embedder.load({ model: MODELS.embedder, threads: 1 }), Reranker.load({ model: MODELS.reranker, threads: 1 })]);
+});
+afterAll(async () => {
+  await Promise.all([em?.close(), rr?.close()]);
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function engineWith(count: number, options: { reranker?: Reranker; mapping?: typeof MAPPING; dir?: string } = {}) {
+  const se = await SearchEngine.open({ dir: options.dir ?? fresh(), embedder: em, reranker: options.reranker });
+  await (await se.collection('p', { index: { kind: 'flat' } })).ingest(products(count), { mapping: options.mapping ?? MAPPING });
+  return se;
+}
+
+describe('filters (items 11 and 12)', () => {
+  let se: SearchEngine;
+  beforeAll(async () => {
+    se = await engineWith(40);
+  });
+  afterAll(() => se.close());
+  const search = (filter: unknown) => se.search('p', 'auriculares', { filter: filter as never, rerank: false, topN: 40, recallK: 40 });
+  const invalid = async (filter: unknown, message: RegExp) => expect((await rejectsWithCode(search(filter), 'INVALID_INPUT')).message).toMatch(message);
+
+  it('bounds fields, in values and parameters, naming the limit', async () => {
+    const many = Array.from({ length: 40_000 }, (_, i) => `v${i}`);
+    await invalid({ brand: { in: many } }, new RegExp(`^filter\\.brand\\.in: at most ${MAX_IN_VALUES} values`));
+    await invalid(Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`f${i}`, i])), new RegExp(`^filter: at most ${MAX_FILTER_FIELDS} fields`));
+    const wide = Object.fromEntries(Array.from({ length: MAX_FILTER_FIELDS }, (_, i) => [`f${i}`, { in: many.slice(0, MAX_IN_VALUES) }]));
+    await invalid(wide, new RegExp(`^filter: at most ${MAX_FILTER_PARAMS} values in all`));
+    await invalid({ brand: { in: many.slice(0, MAX_IN_VALUES) }, sku: { in: many.slice(0, MAX_IN_VALUES) }, price: 1 }, new RegExp(`^filter: at most ${MAX_FILTER_PARAMS} values in all`));
+    // at the limits it works
+    const r = await search({ brand: { in: ['Brand1', ...many.slice(0, MAX_IN_VALUES - 1)] }, sku: { in: [...many.slice(0, MAX_IN_VALUES - 2), 'sku-1', 'sku-8'] } }); // 2000 values in all
+    expect(r.results.map((h) => h.id).sort()).toEqual(['sku-1', 'sku-8']);
+    const widest = Object.fromEntries(Array.from({ length: MAX_FILTER_FIELDS }, (_, i) => [`f${i}`, { gte: 0, lte: 1, ne: 0.5 }]));
+    expect((await search(widest)).results).toEqual([]); // no product has those fields: valid, and empty
+  });
+
+  it('rejects __proto__, constructor and prototype keys and reads own properties only', async () => {
+    // JSON.parse makes __proto__ an own property (Object.entries lists it), unlike an object literal
+    const parsed = JSON.parse('{"__proto__": {"eq": "Audio"}}');
+    expect(Object.entries(parsed)).toEqual([['__proto__', { eq: 'Audio' }]]);
+    await invalid(parsed, /'__proto__' cannot be a field name/);
+    await invalid({ constructor: 'x' }, /'constructor' cannot be a field name/);
+    await invalid({ 'fields.prototype': 1 }, /'prototype' cannot be a field name/);
+    await invalid(JSON.parse('{"price": {"__proto__": 3}}'), /^filter\.price: unknown operator '__proto__'/);
+    await invalid({ price: { constructor: 3 } }, /^filter\.price: unknown operator 'constructor'/);
+    await invalid({ price: { toString: 3 } }, /unknown operator 'toString'/);
+    await invalid(Object.create({ category: 'Audio' }), /^filter: must be an object/); // inherited fields are not a filter
+    await invalid(['category'], /^filter: must be an object/);
+    await invalid({ price: {} }, /^filter\.price: needs an operator/);
+  });
+
+  it('refuses hostile field names and values instead of failing in SQLite', async () => {
+    for (const field of ['a..b', 'a.', '.a', 'a b', "a')", '0a', 'a.0', 'x'.repeat(200), '\ud800']) await invalid({ [field]: 1 }, /^filter: /);
+    await invalid({ category: '\ud800' }, /^filter\.category: .*lone surrogate/);
+    await invalid({ category: 'x'.repeat(5000) }, /^filter\.category: strings are at most/);
+    await invalid({ category: { in: [['Audio']] } }, /^filter\.category\.in\.0: values must be/);
+    await invalid({ category: { in: [] } }, /^filter\.category\.in: /);
+    await invalid({ price: { lte: Number.NaN } }, /^filter\.price\.lte: values must be/);
+    await invalid({ price: null }, /^filter\.price: values must be/);
+    expect((await search({ category: 'Audio', price: { gte: 0, lt: 1e9 } })).results.length).toBe(10);
+  });
+});
+
+describe('collection names (item 20)', () => {
+  it('a name that leaves the data directory is INVALID_INPUT everywhere, whether or not a file is there', async () => {
+    const base = fresh();
+    const dir = join(base, 'data');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(base, 'x.sqlite'), '');
+    const se = await SearchEngine.open({ dir, embedder: em });
+    for (const name of ['../x', '../y', 'a/b', '..', '', 'x'.repeat(65), 'a b', 'x\0', 42 as unknown as string]) {
+      expect(() => se.has(name), String(name)).toThrow(/collection name/);
+      for (const call of [() => se.existing(name), () => se.create(name), () => se.drop(name), () => se.collection(name), () => se.search(name, 'q')]) {
+        await rejectsWithCode(call(), 'INVALID_INPUT');
+      }
+    }
+    expect(existsSync(join(base, 'x.sqlite'))).toBe(true);
+    await se.close();
+  });
+});
+
+describe('over HTTP', () => {
+  let se: SearchEngine;
+  let server: Server;
+  let base: string;
+  let dataDir: string;
+  beforeAll(async () => {
+    const top = fresh();
+    dataDir = join(top, 'data');
+    mkdirSync(top, { recursive: true });
+    writeFileSync(join(top, 'x.sqlite'), '');
+    // collections made by an earlier engine: this one opens each on first use
+    const earlier = await engineWith(40, { dir: dataDir });
+    for (const name of ['a0', 'a1', 'a2']) await (await earlier.create(name)).ingest(products(5), { mapping: MAPPING });
+    await earlier.close();
+    se = await SearchEngine.open({ dir: dataDir, embedder: em, reranker: rr });
+    server = createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }) }).app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server?.close(r));
+    await se?.close();
+  });
+  const send = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+    return { status: r.status, body: await r.json() };
+  };
+  const rejected = async (body: unknown, message: RegExp) => {
+    const r = await send('POST', '/v1/search', body);
+    expect(r.status, JSON.stringify(r.body)).toBe(400);
+    expect(r.body.error.code).toBe('INVALID_INPUT');
+    expect(r.body.error.message).toMatch(message);
+  };
+
+  it('filters: the limits named, prototype keys refused, never a 500', async () => {
+    const q = { collection: 'p', query: 'auriculares', rerank: false };
+    await rejected({ ...q, filter: { brand: { in: Array.from({ length: 40_000 }, (_, i) => `v${i}`) } } }, new RegExp(`^filter\\.brand\\.in: at most ${MAX_IN_VALUES} values`));
+    await rejected({ ...q, filter: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`f${i}`, i])) }, new RegExp(`^filter: at most ${MAX_FILTER_FIELDS} fields`));
+    await rejected('{"collection": "p", "query": "x", "filter": {"__proto__": {"eq": "Audio"}}}', /^filter: '__proto__' cannot be a field name/);
+    await rejected('{"collection": "p", "query": "x", "filter": {"constructor": "Audio"}}', /'constructor' cannot be a field name/);
+    await rejected('{"collection": "p", "query": "x", "filter": {"price": {"__proto__": 1}}}', /^filter\.price/);
+    await rejected('{"collection": "p", "query": "x", "filter": {"category": "\\ud800"}}', /lone surrogate/);
+    await rejected({ ...q, filter: { 'a..b': 1 } }, /^filter: /);
+    await rejected({ ...q, filter: { price: { constructor: 1 } } }, /^filter\.price/);
+    const ok = await send('POST', '/v1/search', { ...q, filter: { category: 'Audio' }, top_n: 40, recall_k: 40 });
+    expect(ok.status).toBe(200);
+    expect(ok.body.results).toHaveLength(10);
+  });
+
+  it('names outside the data directory: 400 whether or not a file is there', async () => {
+    for (const name of ['..%2Fx', '..%2Fy', 'a%2Fb', 'a%20b']) {
+      for (const method of ['GET', 'DELETE']) {
+        const r = await send(method, `/v1/collections/${name}`);
+        expect(r, `${method} ${name}`).toMatchObject({ status: 400, body: { error: { code: 'INVALID_INPUT' } } });
+      }
+      const d = await send('POST', `/v1/collections/${name}/documents`, { documents: [] });
+      expect(d.status).toBe(400);
+    }
+    expect(existsSync(join(dataDir, '..', 'x.sqlite'))).toBe(true);
+  });
+
+});
+
+function timed(fn: () => unknown): number {
+  const t = performance.now();
+  fn();
+  return performance.now() - t;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
