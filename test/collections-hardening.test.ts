@@ -39,6 +39,80 @@ async function engineWith(count: number, options: { reranker?: Reranker; mapping
   return se;
 }
 
+describe('opening a collection (item 8)', () => {
+  it('concurrent first calls share one opening; a failed open is not kept', async () => {
+    const dir = fresh();
+    await (await engineWith(10, { dir })).close();
+    const se = await SearchEngine.open({ dir, embedder: em });
+    const opened = await Promise.all(Array.from({ length: 20 }, () => se.existing('p')));
+    expect(new Set(opened).size).toBe(1);
+    await se.close();
+
+    // a damaged index: every concurrent caller gets the error, and once it is repaired the next call opens
+    copyFileSync(join(dir, 'p.qrix'), join(dir, 'p.qrix.good'));
+    writeFileSync(join(dir, 'p.qrix'), 'not an index');
+    const se2 = await SearchEngine.open({ dir, embedder: em });
+    const failed = await Promise.all(Array.from({ length: 5 }, () => outcome(se2.existing('p'))));
+    expect(failed).toEqual(Array(5).fill('BAD_INDEX'));
+    copyFileSync(join(dir, 'p.qrix.good'), join(dir, 'p.qrix'));
+    expect((await se2.existing('p')).size).toBe(10);
+    await se2.close();
+  });
+});
+
+describe('drop and close while work runs (item 9)', () => {
+  it('searches, ingests and deletes running when drop starts finish; later calls get COLLECTION_NOT_FOUND; the files go', async () => {
+    const dir = fresh();
+    const se = await engineWith(40, { dir, reranker: rr });
+    const col = await se.existing('p');
+    const searches = Array.from({ length: 30 }, (_, i) => outcome(se.search('p', `auriculares ${i}`, { recallK: 10, topN: 5, fusion: { signals: { price: 0.1 } } })));
+    const ingest = col.ingest(products(20, 100));
+    const deleted = col.delete(['sku-1', 'sku-2']);
+    await new Promise((r) => setImmediate(r)); // the searches are under way (embedding their queries)
+    const drop = se.drop('p');
+    const late = Array.from({ length: 10 }, (_, i) => outcome(se.search('p', `late ${i}`, { recallK: 5 })));
+    expect(await Promise.all(searches)).toEqual(Array(30).fill('ok'));
+    expect(await Promise.all(late)).toEqual(Array(10).fill('COLLECTION_NOT_FOUND'));
+    expect(await ingest).toMatchObject({ upserted: 20 });
+    expect(await deleted).toBe(2);
+    await drop;
+    for (const suffix of ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix']) expect(existsSync(join(dir, `p${suffix}`))).toBe(false);
+    expect(se.has('p')).toBe(false);
+    expect(se.names()).toEqual([]);
+    await rejectsWithCode(se.search('p', 'x'), 'COLLECTION_NOT_FOUND');
+    await rejectsWithCode(col.ingest(products(1)), 'COLLECTION_NOT_FOUND');
+    expect(() => col.info()).toThrow(/no collection named 'p'/);
+    // the name is free again: a new, empty collection
+    expect((await se.create('p', { mapping: MAPPING })).size).toBe(0);
+    await se.close();
+  });
+
+  it('a second drop of the same collection is a 404, and a create during a drop waits for it', async () => {
+    const se = await engineWith(5);
+    const [a, b] = await Promise.all([outcome(se.drop('p')), outcome(se.drop('p'))]);
+    expect([a, b].sort()).toEqual(['COLLECTION_NOT_FOUND', 'ok']);
+    await (await se.collection('p')).ingest(products(3), { mapping: MAPPING });
+    const drop = se.drop('p');
+    const created = se.create('p', { mapping: MAPPING });
+    await drop;
+    expect((await created).size).toBe(0);
+    await se.close();
+  });
+
+  it('searches running when SearchEngine.close() starts finish; later calls are CLOSED and open nothing', async () => {
+    const se = await engineWith(30, { reranker: rr });
+    const searches = Array.from({ length: 20 }, (_, i) => outcome(se.search('p', `zapatillas ${i}`, { recallK: 10, topN: 5 })));
+    await new Promise((r) => setImmediate(r));
+    const closed = se.close();
+    const late = outcome(se.search('p', 'late'));
+    expect(await Promise.all(searches)).toEqual(Array(20).fill('ok'));
+    expect(await late).toBe('CLOSED');
+    await closed;
+    await rejectsWithCode(se.search('p', 'x'), 'CLOSED');
+    await rejectsWithCode(se.collection('p'), 'CLOSED');
+  });
+});
+
 describe('filters (items 11 and 12)', () => {
   let se: SearchEngine;
   beforeAll(async () => {
@@ -168,6 +242,39 @@ describe('over HTTP', () => {
     expect(existsSync(join(dataDir, '..', 'x.sqlite'))).toBe(true);
   });
 
+  it('listing while collections are dropped: every listing answers, the dropped ones go', async () => {
+    const kept = ['a0', 'a1', 'a2', 'p'];
+    for (let round = 0; round < 4; round++) {
+      // a collection this engine has not opened: a listing loads its index from disk, and yields meanwhile
+      const side = await SearchEngine.open({ dir: dataDir, embedder: em });
+      await (await side.create(`b${round}`)).ingest(products(5), { mapping: MAPPING });
+      await side.close();
+      kept.push(`b${round}`);
+      const name = `zz${round}`;
+      expect((await send('POST', '/v1/collections', { name, mapping: MAPPING })).status).toBe(201);
+      const lists = Array.from({ length: 6 }, () => send('GET', '/v1/collections'));
+      const drop = send('DELETE', `/v1/collections/${name}`);
+      for (const l of await Promise.all(lists)) {
+        expect(l.status, JSON.stringify(l.body)).toBe(200);
+        expect(l.body.data.map((c: { name: string }) => c.name)).toEqual(expect.arrayContaining(kept));
+      }
+      expect((await drop).status).toBe(200);
+      expect((await send('GET', `/v1/collections/${name}`)).status).toBe(404);
+      expect((await send('GET', '/v1/collections')).body.data.map((c: { name: string }) => c.name)).toEqual([...kept].sort());
+    }
+  });
+
+  it('deleting a collection during searches: each search answers 200 or 404, never 500', async () => {
+    expect((await send('POST', '/v1/collections', { name: 'busy', index: { kind: 'flat' }, mapping: MAPPING })).status).toBe(201);
+    expect((await send('POST', '/v1/collections/busy/documents', { documents: products(40) })).status).toBe(200);
+    const searches = Array.from({ length: 60 }, (_, i) => send('POST', '/v1/search', { collection: 'busy', query: `auriculares ${i}`, recall_k: 10, top_n: 5 }));
+    await new Promise((r) => setTimeout(r, 20));
+    const drop = send('DELETE', '/v1/collections/busy');
+    const statuses = (await Promise.all(searches)).map((r) => r.status);
+    for (const s of statuses) expect([200, 404]).toContain(s);
+    expect((await drop).status).toBe(200);
+    expect(existsSync(join(dataDir, 'busy.sqlite'))).toBe(false);
+  });
 });
 
 function timed(fn: () => unknown): number {

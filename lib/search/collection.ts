@@ -6,13 +6,18 @@
  * collection reconciles: vectors of unknown or pending products are removed, products whose vectors
  * are missing become pending, and pending products are embedded again. A product is never lost
  * (SQLite holds it) nor duplicated (ids are unique, vectors are keyed by the row).
+ *
+ * Lifecycle: searches, ingests and deletes run under a lease. `close` refuses new leases at once,
+ * waits for the running ones, then closes the store; from then on every call fails with the reason
+ * given to close (COLLECTION_NOT_FOUND for a dropped collection, CLOSED otherwise), never with
+ * SQLite's "database connection is not open".
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Embedder } from '../embedder';
-import { QrankError, invalid } from '../errors';
+import { QrankError, type QrankErrorCode, invalid } from '../errors';
 import { type IndexOptions, VectorIndex } from '../vector-index';
 import { type Filter, compileFilter } from './filters';
 import { type Source, readSource } from './sources';
@@ -69,6 +74,12 @@ export interface ProductRow {
   id: string;
   fields: Record<string, unknown>;
   rerankText: string;
+}
+
+/** Why a closed collection refuses calls: the code and message of the error they get. */
+export interface CloseReason {
+  code: QrankErrorCode;
+  message: string;
 }
 
 /** What a collection may be called: it names files in the data directory, so it never leaves it. */
@@ -135,6 +146,12 @@ export class Collection {
   private signalRanges?: Map<string, { min: number; max: number }>;
   // ingest and delete run one at a time per collection (searches go on beside them)
   private writes: Promise<unknown> = Promise.resolve();
+  // lifecycle (see the header): running leases, what close waits on, why calls now fail
+  private leases = 0;
+  private released?: () => void;
+  private closing?: Promise<void>;
+  private closedBy?: CloseReason;
+  private closed = false;
   // statements on the search path, prepared once
   private readonly byVid: Database.Statement;
   private readonly countAll: Database.Statement;
@@ -195,16 +212,19 @@ export class Collection {
   }
 
   get size(): number {
+    this.checkOpen();
     return (this.countAll.get() as { n: number }).n;
   }
 
   get mapping(): Mapping | undefined {
+    this.checkOpen();
     const m = this.meta('mapping');
     return m ? (JSON.parse(m) as Mapping) : undefined;
   }
 
   /** Products whose vectors in the saved index are not those of their current text. */
   pendingCount(): number {
+    this.checkOpen();
     return (this.countPending.get() as { n: number }).n;
   }
 
@@ -247,6 +267,7 @@ export class Collection {
 
   /** What the collection holds and how it is configured. */
   info(): CollectionInfo {
+    this.checkOpen();
     return {
       name: this.name,
       size: this.size,
@@ -260,7 +281,7 @@ export class Collection {
 
   /** Adds or updates products. Unchanged texts are not embedded again. Writes to one collection run one at a time. */
   ingest(source: Source, options: IngestOptions = {}): Promise<IngestResult> {
-    return this.exclusive(() => this.ingestNow(source, options));
+    return this.lease(() => this.exclusive(() => this.ingestNow(source, options)));
   }
 
   private async ingestNow(source: Source, options: IngestOptions): Promise<IngestResult> {
@@ -339,7 +360,7 @@ export class Collection {
 
   /** Removes products from the store and their vectors from the index; returns how many existed. */
   delete(ids: string[]): Promise<number> {
-    return this.exclusive(() => this.deleteNow(ids));
+    return this.lease(() => this.exclusive(() => this.deleteNow(ids)));
   }
 
   private async deleteNow(ids: string[]): Promise<number> {
@@ -357,8 +378,12 @@ export class Collection {
     return vids.length;
   }
 
-  /** Vector recall: best products first, by their best vector; `filter` applies inside the search. */
+  /**
+   * Vector recall: best products first, by their best vector; `filter` applies inside the search.
+   * The store is read before the first await only, so a close that has begun does not stop it.
+   */
   async recall(query: Float32Array, k: number, filter?: Filter): Promise<{ vid: number; score: number }[]> {
+    this.checkOpen();
     const sql = compileFilter(filter);
     let allow: bigint[] | undefined;
     if (sql) {
@@ -382,6 +407,7 @@ export class Collection {
   }
 
   rows(vids: number[]): Map<number, ProductRow> {
+    this.checkOpen();
     const out = new Map<number, ProductRow>();
     for (const vid of vids) {
       const r = this.byVid.get(vid) as { vid: number; id: string; fields: string; rerank_text: string } | undefined;
@@ -392,6 +418,7 @@ export class Collection {
 
   /** Min and max of a numeric field over the collection (fusion normalises signals with them). */
   signalRange(field: string): { min: number; max: number } {
+    this.checkOpen();
     this.signalRanges ??= new Map();
     let r = this.signalRanges.get(field);
     if (!r) {
@@ -407,10 +434,44 @@ export class Collection {
     return this.index.size;
   }
 
-  close(): void {
+  /**
+   * Runs `fn` while the collection stays open: close waits for it. Once close has begun, a new
+   * lease fails with close's reason.
+   */
+  async lease<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkOpen(true);
+    this.leases++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.leases === 0) this.released?.();
+    }
+  }
+
+  /**
+   * Refuses new leases now, waits for the running ones, then closes the store; every later call
+   * fails with `reason`. The store closes a macrotask after the last lease, so what its caller does
+   * right after (reading `size`, say) still works. Calling it again returns the same promise.
+   */
+  close(reason: CloseReason = { code: 'CLOSED', message: `collection '${this.name}' is closed` }): Promise<void> {
+    this.closing ??= this.closeWhenReleased(reason);
+    return this.closing;
+  }
+
+  private async closeWhenReleased(reason: CloseReason): Promise<void> {
+    this.closedBy = reason;
+    if (this.leases > 0) await new Promise<void>((resolve) => (this.released = resolve));
+    await new Promise((resolve) => setImmediate(resolve));
     this.db.close();
+    this.closed = true;
+  }
+
+  // `forLease`: refused as soon as close has begun; otherwise only once the store is closed
+  private checkOpen(forLease = false): void {
+    if (this.closedBy && (forLease || this.closed)) throw new QrankError(this.closedBy.code, this.closedBy.message);
   }
 }
+
 
 /** Why collections cannot work here (better-sqlite3 missing), or undefined when they can. */
 export function collectionsUnsupported(): string | undefined {

@@ -5,6 +5,13 @@
  * can blend in business signals. Query embeddings and rerank scores are cached (bounded LRU) under
  * keys that include the model, the instruction and the exact text, so a changed product text is
  * never served an old score.
+ *
+ * Collections: one opening per name, shared by concurrent first calls (a failed one is forgotten).
+ * Names are checked first (checkCollectionName), so a name never reaches the file system unless it
+ * stays in the data directory. `drop` makes the name unknown at once (COLLECTION_NOT_FOUND), lets
+ * the searches, ingests and deletes already running finish, then closes the collection and removes
+ * its files; `create` or `collection` of that name waits for the drop. `close` does the same for
+ * every collection, and every later call is CLOSED.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
@@ -14,7 +21,7 @@ import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
 import type { IndexOptions } from '../vector-index';
-import { COLLECTION_NAME, Collection, type Mapping, checkCollectionName, fingerprint } from './collection';
+import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, checkCollectionName, fingerprint } from './collection';
 import type { Filter } from './filters';
 
 export interface SearchOptions {
@@ -53,10 +60,24 @@ export interface CacheStats {
   rerankScores: { hits: number; misses: number; size: number };
 }
 
+/** How a collection is opened or created: index and mapping of a new one; `reindex` after a model change. */
+export interface CollectionOptions {
+  index?: Partial<IndexOptions>;
+  mapping?: Mapping;
+  reindex?: boolean;
+}
+
+const COLLECTION_FILES = ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix'];
+
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const notFound = (name: string) => new QrankError('COLLECTION_NOT_FOUND', `no collection named '${name}'; create it first (POST /v1/collections or qrank index)`);
 
 export class SearchEngine {
-  private readonly collections = new Map<string, Collection>();
+  // one opening per name, shared by every caller (a failed one is removed: the next call tries again)
+  private readonly collections = new Map<string, Promise<Collection>>();
+  // names being dropped, to the end of the drop (the name is unknown meanwhile)
+  private readonly dropping = new Map<string, Promise<void>>();
+  private closing?: Promise<void>;
   private readonly queryCache: LRUCache<string, Float32Array>;
   private readonly scoreCache: LRUCache<string, number>;
   private readonly stats = { qHits: 0, qMisses: 0, sHits: 0, sMisses: 0 };
@@ -77,50 +98,83 @@ export class SearchEngine {
   }
 
   /** Opens (or creates) a collection. `reindex: true` re-embeds it when the embedding model changed. */
-  async collection(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
+  async collection(name: string, options: CollectionOptions = {}): Promise<Collection> {
     checkCollectionName(name);
-    let c = this.collections.get(name);
-    if (!c) {
-      c = await Collection.open(this.dir, name, this.embedder, options);
-      this.collections.set(name, c);
-    }
-    return c;
+    while (this.dropping.has(name)) await this.dropping.get(name);
+    this.checkOpen();
+    return this.opening(name, options);
   }
 
-  /** Names of the collections stored in the data directory. */
+  // The opening of `name`, begun now unless one is on (or done).
+  private opening(name: string, options: CollectionOptions): Promise<Collection> {
+    let p = this.collections.get(name);
+    if (!p) {
+      const opening = Collection.open(this.dir, name, this.embedder, options);
+      opening.catch(() => this.collections.get(name) === opening && this.collections.delete(name));
+      this.collections.set(name, (p = opening));
+    }
+    return p;
+  }
+
+  /** Names of the collections stored in the data directory (not those being dropped). */
   names(): string[] {
     if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir)
       .filter((f) => f.endsWith('.sqlite'))
       .map((f) => f.slice(0, -'.sqlite'.length))
-      .filter((name) => COLLECTION_NAME.test(name))
+      .filter((name) => COLLECTION_NAME.test(name) && !this.dropping.has(name))
       .sort();
+  }
+
+  /** What each collection holds; one dropped while the list is made is left out. */
+  async list(): Promise<CollectionInfo[]> {
+    const infos: CollectionInfo[] = [];
+    for (const name of this.names()) {
+      try {
+        infos.push((await this.existing(name)).info());
+      } catch (err) {
+        if ((err as QrankError).code !== 'COLLECTION_NOT_FOUND') throw err;
+      }
+    }
+    return infos;
   }
 
   has(name: string): boolean {
     checkCollectionName(name);
-    return this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`));
+    this.checkOpen();
+    return !this.dropping.has(name) && (this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`)));
   }
 
   /** Opens a collection that must exist (COLLECTION_NOT_FOUND otherwise). */
   async existing(name: string): Promise<Collection> {
-    if (!this.has(name)) throw new QrankError('COLLECTION_NOT_FOUND', `no collection named '${name}'; create it first (POST /v1/collections or qrank index)`);
+    if (!this.has(name)) throw notFound(name);
     return this.collection(name);
   }
 
-  /** Creates a collection that must not exist yet (COLLECTION_EXISTS otherwise). */
+  /** Creates a collection that must not exist yet (COLLECTION_EXISTS otherwise); waits for a drop of that name. */
   async create(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping } = {}): Promise<Collection> {
+    checkCollectionName(name);
+    while (this.dropping.has(name)) await this.dropping.get(name);
     if (this.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
     return this.collection(name, options);
   }
 
-  /** Closes a collection and deletes its files. */
+  /** Deletes a collection once the searches, ingests and deletes running on it are over (see the header). */
   async drop(name: string): Promise<void> {
-    const c = await this.existing(name);
-    await c.idle();
-    c.close();
-    this.collections.delete(name);
-    for (const suffix of ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix']) rmSync(join(this.dir, name + suffix), { force: true });
+    if (!this.has(name)) throw notFound(name);
+    const opening = this.opening(name, {});
+    const done = (async () => {
+      try {
+        const c = await opening;
+        this.collections.delete(name);
+        await c.close(notFound(name));
+        for (const suffix of COLLECTION_FILES) rmSync(join(this.dir, name + suffix), { force: true });
+      } finally {
+        this.dropping.delete(name);
+      }
+    })();
+    this.dropping.set(name, done.catch(() => undefined)); // from now on the name is unknown; waiters only need the drop over
+    await done;
   }
 
   cacheStats(): CacheStats {
@@ -140,10 +194,14 @@ export class SearchEngine {
     const weightSum = Object.values(weights).reduce((a, b) => a + b, 0);
     if (Object.values(weights).some((w) => !(w >= 0)) || weightSum > 1) throw invalid('fusion weights must be >= 0 and sum to at most 1');
     const col = await this.existing(collectionName);
+    return col.lease(() => this.searchIn(col, query, { ...options, recallK, topN }, weights, t0));
+  }
 
+  private async searchIn(col: Collection, query: string, options: SearchOptions & { recallK: number; topN: number }, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
+    const weightSum = Object.values(weights).reduce((a, b) => a + b, 0);
     const qvec = await this.queryVector(query, options.instruction, options.signal);
     const t1 = performance.now();
-    const recalled = await col.recall(qvec, recallK, options.filter);
+    const recalled = await col.recall(qvec, options.recallK, options.filter);
     const t2 = performance.now();
     const rows = col.rows(recalled.map((r) => r.vid));
     const t3 = performance.now();
@@ -175,7 +233,7 @@ export class SearchEngine {
     hits.sort((a, b) => b.score - a.score);
     const t5 = performance.now();
     return {
-      results: hits.slice(0, topN),
+      results: hits.slice(0, options.topN),
       candidates: candidates.length,
       reranked: rerank,
       timings: { embedMs: t1 - t0, recallMs: t2 - t1, fetchMs: t3 - t2, rerankMs: t4 - t3, totalMs: t5 - t0 },
@@ -214,8 +272,19 @@ export class SearchEngine {
     return out as number[];
   }
 
-  close(): void {
-    for (const c of this.collections.values()) c.close();
-    this.collections.clear();
+  /** Closes every collection once the work running on it is over (see the header); later calls are CLOSED. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.dropping.values());
+      const opened = await Promise.allSettled(this.collections.values());
+      const reason = { code: 'CLOSED' as const, message: 'the SearchEngine is closed' };
+      await Promise.all(opened.map((o) => o.status === 'fulfilled' && o.value.close(reason)));
+      this.collections.clear();
+    })();
+    return this.closing;
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new QrankError('CLOSED', 'the SearchEngine is closed');
   }
 }
