@@ -163,6 +163,84 @@ describe('filters (items 11 and 12)', () => {
   });
 });
 
+describe('fusion signals (item 14)', () => {
+  const NUMERIC = Array.from({ length: 16 }, (_, i) => `n${i}`);
+  const wideMapping = { ...MAPPING, embed: '{title_en}', numeric: NUMERIC };
+  const wide = (count: number, start = 0, bump = 0) =>
+    products(count, start).map((p, k) => ({ ...p, filler: 'x'.repeat(600), ...Object.fromEntries(NUMERIC.map((f, j) => [f, ((start + k) * (j + 3)) % 997 + bump])) }));
+
+  it('bounds their number; each must be a numeric field of the mapping', async () => {
+    const se = await engineWith(20);
+    const signals = (names: string[]) => ({ fusion: { signals: Object.fromEntries(names.map((f) => [f, 0])) } });
+    const e = await rejectsWithCode(se.search('p', 'x', signals(Array.from({ length: 17 }, (_, i) => `s${i}`))), 'INVALID_INPUT');
+    expect(e.message).toMatch(/^fusion\.signals: at most 16 signals/);
+    expect((await rejectsWithCode(se.search('p', 'x', { fusion: { signals: { title_en: 0.1 } } }), 'INVALID_INPUT')).message).toMatch(/not a numeric field.*price, popularity/);
+    await rejectsWithCode(se.search('p', 'x', { fusion: { signals: JSON.parse('{"__proto__": 0.5}') } }), 'INVALID_INPUT');
+    await rejectsWithCode(se.search('p', 'x', { fusion: { signals: { price: 0.6, popularity: 0.6 } } }), 'INVALID_INPUT');
+    await rejectsWithCode(se.search('p', 'x', { fusion: { signals: { price: Number.NaN } } }), 'INVALID_INPUT');
+    await rejectsWithCode(se.search('p', 'x', { recallK: 1e9 }), 'INVALID_INPUT');
+    await se.close();
+  });
+
+  it('normalisation follows upserts and deletes; text values of a numeric field do not count', async () => {
+    const se = await engineWith(30);
+    const col = await se.existing('p');
+    const check = async (prices: number[]) => {
+      const r = await se.search('p', 'auriculares', { recallK: 200, topN: 200, rerank: false, fusion: { signals: { price: 0.5 } }, explain: true });
+      const [min, max] = [Math.min(...prices), Math.max(...prices)];
+      for (const h of r.results) {
+        const p = h.fields.price;
+        expect(h.explain!.signals.price.normalised).toBeCloseTo(typeof p === 'number' ? (p - min) / (max - min) : 0, 9);
+      }
+      return r.results.length;
+    };
+    const base = products(30).map((p) => p.price);
+    expect(await check(base)).toBe(30);
+    await col.ingest([{ ...products(1, 500)[0], price: '' }]); // an empty CSV cell: stored as text
+    expect(await check(base)).toBe(31);
+    await col.ingest([{ ...products(1, 501)[0], price: 5000 }]);
+    expect(await check([...base, 5000])).toBe(32);
+    await col.ingest([{ ...products(1, 501)[0], price: 1 }]);
+    expect(await check([...base, 1])).toBe(32);
+    await col.delete(['sku-501']);
+    expect(await check(base)).toBe(31);
+    await se.close();
+  });
+
+  it('the most signals on thousands of products cost no table scan per search', async () => {
+    const dir = fresh();
+    const se = await engineWith(0, { dir, mapping: wideMapping });
+    const col = await se.existing('p');
+    await col.ingest(wide(4000), { mapping: wideMapping, batchSize: 256 });
+    const signals = Object.fromEntries(NUMERIC.map((f) => [f, 1 / 16]));
+    // one full scan of a numeric field, measured on the side (what a search would pay per signal)
+    const side = new Database(join(dir, 'p.sqlite'), { readonly: true });
+    const scan = side.prepare("SELECT min(json_extract(fields, '$.n0')) AS a, max(json_extract(fields, '$.n0')) AS b FROM products");
+    const scanMs = median(Array.from({ length: 5 }, () => timed(() => scan.get())));
+    side.close();
+    // every search follows a write (which invalidates any cached range), with and without the signals
+    const run = async (fusion: boolean, k: number) => {
+      await col.ingest(wide(1, k, 1000 + k)); // new values, the same text: nothing to embed
+      const t = performance.now();
+      const r = await se.search('p', 'wireless', { recallK: 5, topN: 5, rerank: false, ...(fusion ? { fusion: { signals } } : {}) });
+      expect(r.results).toHaveLength(5);
+      return performance.now() - t;
+    };
+    const plain: number[] = [];
+    const fused: number[] = [];
+    for (let k = 0; k < 6; k++) {
+      plain.push(await run(false, k));
+      fused.push(await run(true, k));
+    }
+    const overhead = median(fused) - median(plain);
+    // 16 scans would cost 16 x scanMs; reading the ranges from indexes costs a small part of one
+    expect(overhead, `fusion overhead ${overhead.toFixed(1)} ms, one scan ${scanMs.toFixed(1)} ms`).toBeLessThan(4 * scanMs);
+    const r = await se.search('p', 'wireless', { recallK: 5, topN: 5, rerank: false, fusion: { signals }, explain: true });
+    for (const h of r.results) for (const f of NUMERIC) expect(h.explain!.signals[f].normalised).toBeGreaterThanOrEqual(0);
+    await se.close();
+  }, 120_000);
+});
+
 describe('collection names (item 20)', () => {
   it('a name that leaves the data directory is INVALID_INPUT everywhere, whether or not a file is there', async () => {
     const base = fresh();
@@ -228,6 +306,15 @@ describe('over HTTP', () => {
     const ok = await send('POST', '/v1/search', { ...q, filter: { category: 'Audio' }, top_n: 40, recall_k: 40 });
     expect(ok.status).toBe(200);
     expect(ok.body.results).toHaveLength(10);
+  });
+
+  it('fusion: at most 16 signals, numeric fields only, prototype keys refused', async () => {
+    const q = { collection: 'p', query: 'auriculares' };
+    await rejected({ ...q, fusion: { signals: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`s${i}`, 0])) } }, /^fusion\.signals: at most 16 signals/);
+    await rejected({ ...q, fusion: { signals: { title_en: 0.2 } } }, /^fusion\.signals\.title_en: not a numeric field/);
+    await rejected('{"collection": "p", "query": "x", "fusion": {"signals": {"__proto__": 0.5}}}', /^fusion\.signals: '__proto__' cannot be a field name/);
+    await rejected({ ...q, fusion: { signals: { price: 2 } } }, /^fusion\.signals\.price/);
+    await rejected({ ...q, recall_k: 10_001 }, /^recall_k/);
   });
 
   it('names outside the data directory: 400 whether or not a file is there', async () => {

@@ -19,7 +19,7 @@ import type Database from 'better-sqlite3';
 import type { Embedder } from '../embedder';
 import { QrankError, type QrankErrorCode, invalid } from '../errors';
 import { type IndexOptions, VectorIndex } from '../vector-index';
-import { type Filter, compileFilter } from './filters';
+import { type Filter, compileFilter, fieldNameProblem } from './filters';
 import { type Source, readSource } from './sources';
 import { renderTemplate } from './templates';
 
@@ -416,18 +416,27 @@ export class Collection {
     return out;
   }
 
-  /** Min and max of a numeric field over the collection (fusion normalises signals with them). */
+  /**
+   * Min and max of a numeric field of the mapping over the collection (fusion normalises signals
+   * with them). Read from an index on the field (made on first use; SQLite keeps it through every
+   * write): two lookups, never a scan, and cached until the next write. Values stored as text (an
+   * empty CSV cell) are not numbers and do not count; (0, 0) when no product has a number there.
+   */
   signalRange(field: string): { min: number; max: number } {
     this.checkOpen();
-    this.signalRanges ??= new Map();
-    let r = this.signalRanges.get(field);
-    if (!r) {
-      if (!/^[A-Za-z_][\w.]*$/.test(field)) throw invalid(`signal '${field}' must be a field name`);
-      const row = this.db.prepare(`SELECT min(json_extract(fields, '$.${field}')) AS min, max(json_extract(fields, '$.${field}')) AS max FROM products`).get() as { min: number | null; max: number | null };
-      r = { min: Number(row.min ?? 0), max: Number(row.max ?? 0) };
-      this.signalRanges.set(field, r);
-    }
-    return r;
+    const cached = this.signalRanges?.get(field);
+    if (cached) return cached;
+    const numeric = this.mapping?.numeric ?? [];
+    const problem = fieldNameProblem(field) ?? (numeric.includes(field) ? undefined : `not a numeric field of collection '${this.name}' (mapping.numeric: ${numeric.join(', ') || 'none'})`);
+    if (problem) throw invalid(`fusion.signals.${field}: ${problem}`);
+    // the field is a top-level key (as the mapping stores it), quoted since it may hold dots;
+    // identifiers and dots only, so safe in the SQL text. Numbers sort before text in SQLite.
+    const value = `json_extract(fields, '$."${field}"')`;
+    this.db.exec(`CREATE INDEX IF NOT EXISTS "signal:${field}" ON products (${value})`);
+    const bound = (fn: 'min' | 'max') => (this.db.prepare(`SELECT ${fn}(${value}) AS v FROM products WHERE ${value} < ''`).get() as { v: number | null }).v ?? 0;
+    const range = { min: bound('min'), max: bound('max') };
+    (this.signalRanges ??= new Map()).set(field, range);
+    return range;
   }
 
   get vectorCount(): number {
@@ -471,7 +480,6 @@ export class Collection {
     if (this.closedBy && (forLease || this.closed)) throw new QrankError(this.closedBy.code, this.closedBy.message);
   }
 }
-
 
 /** Why collections cannot work here (better-sqlite3 missing), or undefined when they can. */
 export function collectionsUnsupported(): string | undefined {

@@ -2,9 +2,9 @@
  * SearchEngine: the two stages the shop runs. The query (never translated) is embedded by
  * Qwen3-Embedding, the top recallK products are recalled from the collection's vector index with
  * the filter applied inside the search, Qwen3-Reranker scores those candidates, and the final score
- * can blend in business signals. Query embeddings and rerank scores are cached (bounded LRU) under
- * keys that include the model, the instruction and the exact text, so a changed product text is
- * never served an old score.
+ * can blend in business signals (numeric fields of the mapping, at most MAX_FUSION_SIGNALS). Query
+ * embeddings and rerank scores are cached (bounded LRU) under keys that include the model, the
+ * instruction and the exact text, so a changed product text is never served an old score.
  *
  * Collections: one opening per name, shared by concurrent first calls (a failed one is forgotten).
  * Names are checked first (checkCollectionName), so a name never reaches the file system unless it
@@ -21,10 +21,11 @@ import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
 import type { IndexOptions } from '../vector-index';
-import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, checkCollectionName, fingerprint } from './collection';
-import type { Filter } from './filters';
+import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, type ProductRow, checkCollectionName, fingerprint } from './collection';
+import { type Filter, type Problem, fieldNameProblem, invalidInput, isPlainObject } from './filters';
 
 export interface SearchOptions {
+  /** Candidates recalled, at most MAX_RECALL_K (default 100). */
   recallK?: number;
   topN?: number;
   filter?: Filter;
@@ -32,7 +33,7 @@ export interface SearchOptions {
   instruction?: string;
   /** false: recall only. */
   rerank?: boolean;
-  /** final = (1 - sum of weights) x relevance + sum of weight x normalised signal. */
+  /** final = (1 - sum of weights) x relevance + sum of weight x normalised signal; signals are numeric fields of the mapping. */
   fusion?: { signals: Record<string, number> };
   explain?: boolean;
   signal?: AbortSignal;
@@ -67,10 +68,36 @@ export interface CollectionOptions {
   reindex?: boolean;
 }
 
+export const MAX_RECALL_K = 10_000;
+export const MAX_FUSION_SIGNALS = 16;
+
 const COLLECTION_FILES = ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix'];
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const notFound = (name: string) => new QrankError('COLLECTION_NOT_FOUND', `no collection named '${name}'; create it first (POST /v1/collections or qrank index)`);
+
+/** The fusion of one search: weights, their sum, and each signal's range over the collection. */
+interface Fusion {
+  weights: Record<string, number>;
+  weightSum: number;
+  ranges: Map<string, { min: number; max: number }>;
+}
+
+/** What is wrong with fusion signals (field: weight in [0, 1], at most MAX_FUSION_SIGNALS, summing to at most 1), or undefined. */
+export function signalsProblem(signals: unknown): Problem | undefined {
+  if (!isPlainObject(signals)) return { path: [], message: 'must be an object of field: weight' };
+  const fields = Object.keys(signals);
+  if (fields.length > MAX_FUSION_SIGNALS) return { path: [], message: `at most ${MAX_FUSION_SIGNALS} signals, got ${fields.length}` };
+  let sum = 0;
+  for (const field of fields) {
+    const bad = fieldNameProblem(field);
+    if (bad) return { path: [], message: bad };
+    const w = signals[field];
+    if (typeof w !== 'number' || !(w >= 0 && w <= 1)) return { path: [field], message: 'must be a weight between 0 and 1' };
+    sum += w;
+  }
+  return sum > 1 ? { path: [], message: `the weights sum to ${sum}, more than 1` } : undefined;
+}
 
 export class SearchEngine {
   // one opening per name, shared by every caller (a failed one is removed: the next call tries again)
@@ -189,45 +216,38 @@ export class SearchEngine {
     if (typeof query !== 'string' || query.trim() === '') throw invalid('query must be a non-empty string');
     const recallK = options.recallK ?? 100;
     const topN = options.topN ?? 10;
-    if (!Number.isInteger(recallK) || recallK < 1 || !Number.isInteger(topN) || topN < 1) throw invalid('recallK and topN must be positive integers');
+    if (!Number.isInteger(recallK) || recallK < 1 || recallK > MAX_RECALL_K || !Number.isInteger(topN) || topN < 1) {
+      throw invalid(`recallK must be an integer from 1 to ${MAX_RECALL_K}, topN a positive integer`);
+    }
     const weights = options.fusion?.signals ?? {};
-    const weightSum = Object.values(weights).reduce((a, b) => a + b, 0);
-    if (Object.values(weights).some((w) => !(w >= 0)) || weightSum > 1) throw invalid('fusion weights must be >= 0 and sum to at most 1');
+    const problem = signalsProblem(weights);
+    if (problem) throw invalidInput('fusion.signals', problem);
     const col = await this.existing(collectionName);
     return col.lease(() => this.searchIn(col, query, { ...options, recallK, topN }, weights, t0));
   }
 
   private async searchIn(col: Collection, query: string, options: SearchOptions & { recallK: number; topN: number }, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
-    const weightSum = Object.values(weights).reduce((a, b) => a + b, 0);
     const qvec = await this.queryVector(query, options.instruction, options.signal);
     const t1 = performance.now();
     const recalled = await col.recall(qvec, options.recallK, options.filter);
     const t2 = performance.now();
     const rows = col.rows(recalled.map((r) => r.vid));
+    const fusion: Fusion = { weights, weightSum: Object.values(weights).reduce((a, b) => a + b, 0), ranges: new Map(Object.keys(weights).map((f) => [f, col.signalRange(f)])) };
     const t3 = performance.now();
     const candidates = recalled.filter((r) => rows.has(r.vid));
     const rerank = options.rerank !== false && this.reranker !== undefined;
     const relevance = rerank ? await this.rerankScores(query, candidates.map((c) => rows.get(c.vid)!.rerankText), options) : candidates.map((c) => c.score);
     const t4 = performance.now();
-
-    const hits: SearchHit[] = candidates.map((c, i) => {
+    const hits = candidates.map((c, i): SearchHit => {
       const row = rows.get(c.vid)!;
-      const signals: NonNullable<SearchHit['explain']>['signals'] = {};
-      let score = (1 - weightSum) * relevance[i];
-      for (const [field, weight] of Object.entries(weights)) {
-        const value = Number(row.fields[field] ?? 0);
-        const { min, max } = col.signalRange(field);
-        const normalised = max > min && Number.isFinite(value) ? (value - min) / (max - min) : 0;
-        score += weight * normalised;
-        signals[field] = { value, normalised, weight, contribution: weight * normalised };
-      }
+      const { score, explain } = fuse(row, relevance[i], fusion);
       return {
         id: row.id,
         score,
         ...(rerank ? { rerankScore: relevance[i] } : {}),
         recallScore: c.score,
         fields: row.fields,
-        ...(options.explain ? { explain: { relevance: relevance[i], relevanceWeight: 1 - weightSum, signals } } : {}),
+        ...(options.explain ? { explain } : {}),
       };
     });
     hits.sort((a, b) => b.score - a.score);
@@ -287,4 +307,19 @@ export class SearchEngine {
   private checkOpen(): void {
     if (this.closing) throw new QrankError('CLOSED', 'the SearchEngine is closed');
   }
+}
+
+/** The final score of a row: relevance blended with the normalised signals (a value that is not a number counts 0). */
+function fuse(row: ProductRow, relevance: number, fusion: Fusion): { score: number; explain: NonNullable<SearchHit['explain']> } {
+  const signals: NonNullable<SearchHit['explain']>['signals'] = {};
+  let score = (1 - fusion.weightSum) * relevance;
+  for (const [field, weight] of Object.entries(fusion.weights)) {
+    const raw = Object.hasOwn(row.fields, field) ? row.fields[field] : undefined;
+    const value = typeof raw === 'number' ? raw : 0;
+    const { min, max } = fusion.ranges.get(field)!;
+    const normalised = typeof raw === 'number' && max > min ? Math.min(1, Math.max(0, (value - min) / (max - min))) : 0;
+    score += weight * normalised;
+    signals[field] = { value, normalised, weight, contribution: weight * normalised };
+  }
+  return { score, explain: { relevance, relevanceWeight: 1 - fusion.weightSum, signals } };
 }

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { COLLECTION_NAME } from '../search/collection';
+import { MAX_FUSION_SIGNALS, MAX_RECALL_K, signalsProblem } from '../search/engine';
 import { MAX_FILTER_FIELDS, MAX_FILTER_STRING_LENGTH, MAX_IN_VALUES, type Problem, filterProblem } from '../search/filters';
 import { HttpError } from './http-errors';
 
@@ -150,12 +151,12 @@ export const searchBody = z
   .object({
     collection: name,
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
-    recall_k: z.number().int().positive().max(10_000).optional(),
+    recall_k: z.number().int().positive().max(MAX_RECALL_K).optional(),
     top_n: z.number().int().positive().optional(),
     filter: checkedBy(filterProblem, z.record(z.string(), fieldFilter).meta({ maxProperties: MAX_FILTER_FIELDS })).optional(),
     instruction: text.optional(),
     rerank: z.boolean().optional(),
-    fusion: z.object({ signals: z.record(z.string(), z.number().min(0).max(1)) }).strict().optional(),
+    fusion: z.object({ signals: checkedBy(signalsProblem, z.record(z.string(), z.number().min(0).max(1)).meta({ maxProperties: MAX_FUSION_SIGNALS })) }).strict().optional(),
     explain: z.boolean().optional(),
   })
   .strict();
