@@ -241,6 +241,32 @@ describe('fusion signals (item 14)', () => {
   }, 120_000);
 });
 
+describe('caches bounded by bytes (item 19)', () => {
+  it('keeps each cache under its byte bound, keys included, and reports the sizes', async () => {
+    const dir = fresh();
+    await (await engineWith(30, { dir })).close();
+    const se = await SearchEngine.open({ dir, embedder: em, reranker: rr, cache: { queryEmbeddingsBytes: 8192, rerankScoresBytes: 4096 } });
+    for (let i = 0; i < 20; i++) await se.search('p', `${i} ${'auriculares inalámbricos '.repeat(120)}`, { recallK: 5, rerank: false });
+    for (let i = 0; i < 20; i++) await se.search('p', `zapatillas ${i}`, { recallK: 10, topN: 3 });
+    const { queryEmbeddings: q, rerankScores: s } = se.cacheStats();
+    expect(q).toMatchObject({ maxBytes: 8192 });
+    expect(s).toMatchObject({ maxBytes: 4096 });
+    expect(q.bytes).toBeLessThanOrEqual(8192);
+    expect(s.bytes).toBeLessThanOrEqual(4096);
+    expect(q.size).toBeGreaterThan(0);
+    expect(s.size).toBeGreaterThan(0);
+    // an entry holds the vector and a short key, not the 3 000-character query
+    expect(q.bytes / q.size).toBeLessThan(4 * em.info.embeddingLength + 512);
+    expect(q.misses).toBe(40);
+    await se.close();
+    const def = await SearchEngine.open({ dir, embedder: em });
+    expect(def.cacheStats().queryEmbeddings.maxBytes).toBeGreaterThan(1 << 20);
+    await def.close();
+    await expect(SearchEngine.open({ dir, embedder: em, cache: { queryEmbeddings: 10 } as never })).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/^cache: /) });
+    await expect(SearchEngine.open({ dir, embedder: em, cache: { rerankScoresBytes: -1 } })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+  });
+});
+
 describe('collection names (item 20)', () => {
   it('a name that leaves the data directory is INVALID_INPUT everywhere, whether or not a file is there', async () => {
     const base = fresh();

@@ -3,8 +3,9 @@
  * Qwen3-Embedding, the top recallK products are recalled from the collection's vector index with
  * the filter applied inside the search, Qwen3-Reranker scores those candidates, and the final score
  * can blend in business signals (numeric fields of the mapping, at most MAX_FUSION_SIGNALS). Query
- * embeddings and rerank scores are cached (bounded LRU) under keys that include the model, the
- * instruction and the exact text, so a changed product text is never served an old score.
+ * embeddings and rerank scores are cached in LRUs bounded by bytes (keys included: they are hashes)
+ * under keys that include the model, the instruction and the exact text, so a changed product text
+ * is never served an old score.
  *
  * Collections: one opening per name, shared by concurrent first calls (a failed one is forgotten).
  * Names are checked first (checkCollectionName), so a name never reaches the file system unless it
@@ -17,9 +18,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
+import { z } from 'zod';
 import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
+import { parseOptions, positiveInt } from '../validate';
 import type { IndexOptions } from '../vector-index';
 import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, type ProductRow, checkCollectionName, fingerprint } from './collection';
 import { type Filter, type Problem, fieldNameProblem, invalidInput, isPlainObject } from './filters';
@@ -57,8 +60,23 @@ export interface SearchResponse {
 }
 
 export interface CacheStats {
-  queryEmbeddings: { hits: number; misses: number; size: number };
-  rerankScores: { hits: number; misses: number; size: number };
+  queryEmbeddings: CacheStat;
+  rerankScores: CacheStat;
+}
+
+/** `size` entries taking `bytes` (keys, values and bookkeeping) of at most `maxBytes`. */
+export interface CacheStat {
+  hits: number;
+  misses: number;
+  size: number;
+  bytes: number;
+  maxBytes: number;
+}
+
+/** Byte bounds of the caches (defaults: 32 MiB each). */
+export interface CacheOptions {
+  queryEmbeddingsBytes?: number;
+  rerankScoresBytes?: number;
 }
 
 /** How a collection is opened or created: index and mapping of a new one; `reindex` after a model change. */
@@ -71,6 +89,10 @@ export interface CollectionOptions {
 export const MAX_RECALL_K = 10_000;
 export const MAX_FUSION_SIGNALS = 16;
 
+const cacheOptions = z.object({ queryEmbeddingsBytes: positiveInt.optional(), rerankScoresBytes: positiveInt.optional() }).strict();
+const DEFAULT_CACHE_BYTES = 32 << 20;
+// what lru-cache and V8 keep per entry beside the key and the value (an estimate)
+const ENTRY_OVERHEAD_BYTES = 128;
 const COLLECTION_FILES = ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix'];
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -113,15 +135,15 @@ export class SearchEngine {
     private readonly dir: string,
     readonly embedder: Embedder,
     readonly reranker: Reranker | undefined,
-    cache: { queryEmbeddings?: number; rerankScores?: number },
+    cache: CacheOptions,
   ) {
-    this.queryCache = new LRUCache({ max: cache.queryEmbeddings ?? 10_000 });
-    this.scoreCache = new LRUCache({ max: cache.rerankScores ?? 200_000 });
+    this.queryCache = new LRUCache({ maxSize: cache.queryEmbeddingsBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (v, k) => ENTRY_OVERHEAD_BYTES + k.length + v.byteLength });
+    this.scoreCache = new LRUCache({ maxSize: cache.rerankScoresBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (_v, k) => ENTRY_OVERHEAD_BYTES + k.length + 8 });
   }
 
-  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: { queryEmbeddings?: number; rerankScores?: number } }): Promise<SearchEngine> {
+  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: CacheOptions }): Promise<SearchEngine> {
     if (!options?.dir || !options.embedder) throw invalid('SearchEngine.open needs { dir, embedder } (and a reranker for the second stage)');
-    return new SearchEngine(options.dir, options.embedder, options.reranker, options.cache ?? {});
+    return new SearchEngine(options.dir, options.embedder, options.reranker, parseOptions(cacheOptions, options.cache, 'cache'));
   }
 
   /** Opens (or creates) a collection. `reindex: true` re-embeds it when the embedding model changed. */
@@ -205,9 +227,10 @@ export class SearchEngine {
   }
 
   cacheStats(): CacheStats {
+    const stat = (cache: { size: number; calculatedSize: number; maxSize: number }, hits: number, misses: number): CacheStat => ({ hits, misses, size: cache.size, bytes: cache.calculatedSize, maxBytes: cache.maxSize });
     return {
-      queryEmbeddings: { hits: this.stats.qHits, misses: this.stats.qMisses, size: this.queryCache.size },
-      rerankScores: { hits: this.stats.sHits, misses: this.stats.sMisses, size: this.scoreCache.size },
+      queryEmbeddings: stat(this.queryCache, this.stats.qHits, this.stats.qMisses),
+      rerankScores: stat(this.scoreCache, this.stats.sHits, this.stats.sMisses),
     };
   }
 
@@ -261,7 +284,7 @@ export class SearchEngine {
   }
 
   private async queryVector(query: string, instruction: string | undefined, signal?: AbortSignal): Promise<Float32Array> {
-    const key = `${fingerprint(this.embedder)}\0${instruction ?? ''}\0${query}`;
+    const key = sha(`${fingerprint(this.embedder)}\0${instruction ?? ''}\0${query}`);
     const hit = this.queryCache.get(key);
     if (hit) {
       this.stats.qHits++;
@@ -276,7 +299,7 @@ export class SearchEngine {
   // Scores come from the cache when the same model, instruction, query and document text were seen.
   private async rerankScores(query: string, texts: string[], options: SearchOptions): Promise<number[]> {
     const rr = this.reranker!;
-    const base = `${rr.info.description}\0${rr.info.sizeBytes}\0${options.instruction ?? ''}\0${query}\0`;
+    const base = sha(`${rr.info.description}\0${rr.info.sizeBytes}\0${options.instruction ?? ''}\0${query}`);
     const keys = texts.map((t) => base + sha(t));
     const out = keys.map((k) => this.scoreCache.get(k));
     const todo = out.map((s, i) => (s === undefined ? i : -1)).filter((i) => i >= 0);
