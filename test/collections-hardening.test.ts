@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
-import { SearchEngine } from '../lib/search/engine';
+import { SearchEngine, signalsProblem } from '../lib/search/engine';
 import { MAX_FILTER_FIELDS, MAX_FILTER_PARAMS, MAX_IN_VALUES } from '../lib/search/filters';
 import { createApp } from '../lib/server/app';
 import { MAPPING, MODELS, products, rejectsWithCode } from './helpers';
@@ -177,6 +177,10 @@ describe('fusion signals (item 14)', () => {
     expect((await rejectsWithCode(se.search('p', 'x', { fusion: { signals: { title_en: 0.1 } } }), 'INVALID_INPUT')).message).toMatch(/not a numeric field.*price, popularity/);
     await rejectsWithCode(se.search('p', 'x', { fusion: { signals: JSON.parse('{"__proto__": 0.5}') } }), 'INVALID_INPUT');
     await rejectsWithCode(se.search('p', 'x', { fusion: { signals: { price: 0.6, popularity: 0.6 } } }), 'INVALID_INPUT');
+    // weights that sum to 1 in decimal are not refused for the last bit of their binary sum
+    expect(0.33 + 0.56 + 0.11).toBeGreaterThan(1);
+    expect(signalsProblem({ a: 0.33, b: 0.56, c: 0.11 })).toBeUndefined();
+    expect(signalsProblem({ a: 0.5, b: 0.5000001 })?.message).toMatch(/more than 1/);
     await rejectsWithCode(se.search('p', 'x', { fusion: { signals: { price: Number.NaN } } }), 'INVALID_INPUT');
     await rejectsWithCode(se.search('p', 'x', { recallK: 1e9 }), 'INVALID_INPUT');
     await se.close();

@@ -88,6 +88,8 @@ export interface CollectionOptions {
 
 export const MAX_RECALL_K = 10_000;
 export const MAX_FUSION_SIGNALS = 16;
+// weights that sum to 1 in decimal may sum to 1 + 2^-52 in binary
+const WEIGHT_SUM_SLACK = 1e-9;
 
 const cacheOptions = z.object({ queryEmbeddingsBytes: positiveInt.optional(), rerankScoresBytes: positiveInt.optional() }).strict();
 const DEFAULT_CACHE_BYTES = 32 << 20;
@@ -118,7 +120,7 @@ export function signalsProblem(signals: unknown): Problem | undefined {
     if (typeof w !== 'number' || !(w >= 0 && w <= 1)) return { path: [field], message: 'must be a weight between 0 and 1' };
     sum += w;
   }
-  return sum > 1 ? { path: [], message: `the weights sum to ${sum}, more than 1` } : undefined;
+  return sum > 1 + WEIGHT_SUM_SLACK ? { path: [], message: `the weights sum to ${sum}, more than 1` } : undefined;
 }
 
 export class SearchEngine {
