@@ -379,10 +379,7 @@ export function createApp(options: ServerOptions) {
   }));
 
   app.get('/v1/collections', auth, route(async (_req, res) => {
-    const se = needSearch();
-    const data = [];
-    for (const name of se.names()) data.push((await se.existing(name)).info());
-    res.json({ object: 'list', data });
+    res.json({ object: 'list', data: await needSearch().list() });
   }));
 
   app.post('/v1/collections', auth, json, onBodyError, route(async (req, res) => {
