@@ -3,8 +3,7 @@
  * transformers (scripts/torch_qwen3.py: the gguf package reads the file, transformers' own Qwen3 modules
  * run it), on the very token ids qrank builds (Reranker.formatPair, Embedder.formatText), for each
  * variant the recipes must handle: a reranker with a 2-row cls.output, a causal model with output.weight,
- * a causal model with tied embeddings (the generator makes none: it is derived here by dropping
- * output.weight), an embedder; F32 and Q8_0 weights. The models are generated fresh, with seeds of their
+ * a causal model with tied embeddings (make-test-model's `tied` variant), an embedder; F32 and Q8_0 weights. The models are generated fresh, with seeds of their
  * own. The script's own values are also held to scripts/golden_reference.py (numpy, float64) on the same
  * ids, and batched to one-at-a-time. Also dry-runs the script's `bench` on tiny sizes. Skipped, with the reason in the title, where
  * python3 lacks torch, transformers or gguf.
@@ -15,8 +14,6 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
-import { withGGUF } from '../lib/gguf/reader';
-import { writeGGUF } from '../lib/gguf/writer';
 import { makeTestModel, type TestModelKind, type TestModelType } from '../lib/models/test-model';
 import { ROOT, makeDocs } from './helpers';
 
@@ -96,17 +93,6 @@ async function runAll<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[]> {
 }
 
 const python = detectPython();
-
-/** A causal model whose LM head is tied to token_embd: the causal file without its output.weight. */
-function tiedCopy(src: string, dst: string): void {
-  withGGUF(src, (f) =>
-    writeGGUF(
-      dst,
-      f.metadata,
-      f.tensors.filter((t) => t.name !== 'output.weight').map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: f.readTensorBytes(t) })),
-    ),
-  );
-}
 
 interface RerankCase {
   query: string;
@@ -228,10 +214,9 @@ describe.skipIf(!python.ok)(`qrank against PyTorch + transformers (scripts/torch
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'qrank-torch-'));
     const file = (kind: TestModelKind, type: TestModelType, tied = false) => tmp(`${kind}-${type}${tied ? '-tied' : ''}.gguf`);
-    for (const v of [...RERANK_VARIANTS.filter((r) => !r.tied), ...EMBED_VARIANTS.map((e) => ({ kind: 'embedder' as const, type: e.type }))]) {
-      await makeTestModel({ kind: v.kind, shape: 'tiny', type: v.type, seed: SEEDS[v.kind], out: file(v.kind, v.type) });
+    for (const v of [...RERANK_VARIANTS, ...EMBED_VARIANTS.map((e) => ({ kind: 'embedder' as const, type: e.type, tied: false }))]) {
+      await makeTestModel({ kind: v.kind, shape: 'tiny', type: v.type, seed: SEEDS[v.kind], out: file(v.kind, v.type, v.tied), variant: { tied: v.tied } });
     }
-    tiedCopy(file('causal', 'f32'), file('causal', 'f32', true));
 
     const jobs: (() => Promise<void>)[] = [];
     // One float64 run of scripts/golden_reference.py over every variant's ids.
