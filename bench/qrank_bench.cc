@@ -1,7 +1,7 @@
 // qrank_bench: drives qrank's native core directly (no Node) to measure reranking and embedding
 // throughput and latency on a GGUF model, with reproducible synthetic inputs.
 //
-//   qrank_bench --model M.gguf [--role reranker|embedder] [--queries 4] [--docs 32] [--doc-tokens 256]
+//   qrank_bench --model M.gguf [--role reranker|embedder] [--device cpu|cuda|auto] [--queries 4] [--docs 32] [--doc-tokens 256]
 //               [--batch-tokens 1024] [--max-sequences 64] [--threads 0] [--repeat 3] [--latency-runs 0]
 //               [--seed 1] [--dump-prompts FILE]
 //
@@ -30,6 +30,7 @@ namespace {
 struct Args {
   std::string model;
   std::string role = "reranker";
+  std::string device = "cpu";
   int queries = 4;
   int docs = 32;
   int doc_tokens = 256;
@@ -57,6 +58,7 @@ Args parse(int argc, char** argv) {
     };
     if (k == "--model") a.model = value();
     else if (k == "--role") a.role = value();
+    else if (k == "--device") a.device = value();
     else if (k == "--queries") a.queries = std::stoi(value());
     else if (k == "--docs") a.docs = std::stoi(value());
     else if (k == "--doc-tokens") a.doc_tokens = std::stoi(value());
@@ -70,6 +72,7 @@ Args parse(int argc, char** argv) {
     else usage(("unknown flag " + k).c_str());
   }
   if (a.model.empty()) usage("--model is required");
+  if (a.device != "cpu" && a.device != "cuda" && a.device != "auto") usage("--device is cpu, cuda or auto");
   if (a.queries < 1 || a.docs < 1 || a.doc_tokens < 1 || a.repeat < 1) usage("counts must be positive");
   return a;
 }
@@ -159,7 +162,7 @@ int main(int argc, char** argv) {
     qrank::PipelineOptions o;
     o.model_path = a.model;
     o.role = a.role == "embedder" ? qrank::Role::kEmbedder : qrank::Role::kReranker;
-    o.device = qrank::Device::kCpu;
+    o.device = a.device == "cuda" ? qrank::Device::kCuda : a.device == "auto" ? qrank::Device::kAuto : qrank::Device::kCpu;
     o.batch_tokens = a.batch_tokens;
     o.max_sequences = a.max_sequences;
     o.threads = a.threads;
@@ -202,7 +205,7 @@ int main(int argc, char** argv) {
     std::sort(latencies.begin(), latencies.end());
     auto pct = [&](double q) { return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<size_t>(q * latencies.size()))]; };
 
-    const qrank::SchedulerStats s = p->stats();
+    const qrank::SchedulerStats s = p->stats().scheduler;
     std::ostringstream js;
     js << "{\"engine\":\"qrank\",\"backend\":\"" << p->backend() << "\",\"recipe\":\"" << p->recipe() << "\",\"model\":\""
        << a.model << "\",\"role\":\"" << a.role << "\",\"queries\":" << a.queries << ",\"docs_per_query\":" << a.docs

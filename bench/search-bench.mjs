@@ -64,7 +64,7 @@ try {
   const file = join(root, 'bench', 'results', `search-${report.date.slice(0, 10)}.json`);
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   console.log(`ingest ${ingestS.toFixed(1)} s; wrote ${file}`);
-  se.close();
+  await se.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });
   await Promise.all([em.close(), rr.close()]);

@@ -9,6 +9,8 @@ import { QrankError } from './errors';
 
 export interface NativeOutcome {
   values: Float32Array;
+  /** Scores only: the relevance logit of each pair (values = sigmoid(logits)). */
+  logits?: Float32Array;
   width: number;
   tokenCounts: Int32Array;
   truncated: number;
@@ -27,16 +29,39 @@ export interface NativeModelInfo {
   layers: number;
   heads: number;
   kvHeads: number;
+  headDim: number;
+  ffnLength: number;
   vocabSize: number;
+  /** The type holding most of the weight bytes: f32, f16, bf16, q8_0, ... */
+  weightType: string;
   parameters: number;
   sizeBytes: number;
   classLabels: string[];
   causal: boolean;
   synthetic: boolean;
   recipe: string;
+  /** The engine that runs the network: llama.cpp-cpu, llama.cpp-cuda (ggml-cuda) or cuda (qrank's own). */
   backend: string;
   maxLength: number;
   defaultInstruction: string;
+  /** What the engine uses and accepts: batch token budget and sequences per batch. */
+  limits: NativeEngineLimits;
+}
+
+export interface NativeEngineLimits {
+  batchTokens: number;
+  maxSequences: number;
+  maxBatchTokens: number;
+  maxSequencesLimit: number;
+}
+
+/** Whether this build has the CUDA engine and whether it can run here; `reason` says why not. */
+export interface CudaStatus {
+  built: boolean;
+  devices: number;
+  deviceName: string;
+  computeCapability: number;
+  reason: string;
 }
 
 export interface NativeStats {
@@ -46,6 +71,11 @@ export interface NativeStats {
   tokensReused: number;
   queuedCalls: number;
   completedCalls: number;
+  /** Distinct rerank queries tokenised: once per call whatever its number of documents. */
+  queryPrompts: number;
+  /** Memory the engine holds on its GPU, now and at its peak (0 on the CPU). */
+  deviceBytes: number;
+  devicePeakBytes: number;
 }
 
 export interface NativeModel {
@@ -65,6 +95,7 @@ export interface NativeLoadOptions {
   model: string;
   role: 'reranker' | 'embedder';
   device: 'auto' | 'cpu' | 'cuda';
+  deviceIndex?: number;
   maxLength?: number;
   batchTokens?: number;
   maxSequences?: number;
@@ -73,7 +104,7 @@ export interface NativeLoadOptions {
 
 export interface NativeBinding {
   loadModel(options: NativeLoadOptions, onProgress?: (p: number) => void): { promise: Promise<NativeModel>; cancel(): void };
-  cudaAvailable: boolean;
+  cudaStatus(): CudaStatus;
 }
 
 const REQUIRED_X86_FLAGS = ['avx2', 'fma', 'f16c'];

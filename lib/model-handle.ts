@@ -3,7 +3,7 @@
  * turns native callbacks into promises (abort, close and error mapping in one place), and close().
  */
 import { resolve } from 'node:path';
-import { binding, type NativeCallback, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
+import { binding, type CudaStatus, type NativeCallback, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
 import { QrankError, callerStack, toQrankError } from './errors';
 import { loadOptionsSchema, parseOptions } from './validate';
 
@@ -12,13 +12,19 @@ export type Device = 'auto' | 'cpu' | 'cuda';
 export interface LoadOptions {
   /** Path to a GGUF file. */
   model: string;
-  /** 'auto' picks the fastest backend this build has for the model; 'cuda' fails where there is none. */
+  /**
+   * 'auto' (default): the CUDA engine when this build has it, a GPU is present and it implements the
+   * architecture (Qwen3), else the CPU. 'cuda' fails with UNSUPPORTED and the reason where it cannot
+   * run. `info.backend` says which engine runs.
+   */
   device?: Device;
+  /** Which GPU, for the CUDA engine (default 0). */
+  deviceIndex?: number;
   /** Tokens per sequence; longer documents are truncated. Default: the model's context length. */
   maxLength?: number;
   /** Token budget of one batch: concurrent calls are packed up to it. */
   batchTokens?: number;
-  /** Sequences per batch (at most 256). */
+  /** Sequences per batch (the engine's maximum is in info.limits). */
   maxSequences?: number;
   /** CPU threads (default: all cores). */
   threads?: number;
@@ -30,6 +36,16 @@ export interface LoadOptions {
 
 export type ModelInfo = NativeModelInfo;
 export type ModelStats = NativeStats;
+export type { CudaStatus };
+
+/** Whether this build has the CUDA engine and whether it can run on this machine (`reason` says why not). */
+export function cudaStatus(): CudaStatus {
+  try {
+    return binding().cudaStatus();
+  } catch (err) {
+    throw toQrankError(err, callerStack());
+  }
+}
 
 export async function loadNative(options: LoadOptions, role: 'reranker' | 'embedder', stack: string): Promise<NativeModel> {
   const o = parseOptions(loadOptionsSchema, options, 'options');
@@ -41,6 +57,7 @@ export async function loadNative(options: LoadOptions, role: 'reranker' | 'embed
         model: resolve(o.model),
         role,
         device: o.device,
+        deviceIndex: o.deviceIndex,
         maxLength: o.maxLength,
         batchTokens: o.batchTokens,
         maxSequences: o.maxSequences,
@@ -82,8 +99,9 @@ export abstract class ModelHandle {
     return this.guardSync(() => this.native.tokenize(text)).length;
   }
 
+  /** The text of token ids; an id that is not an integer of the vocabulary is INVALID_INPUT. */
   detokenize(tokens: readonly number[] | Int32Array): string {
-    return this.guardSync(() => this.native.detokenize(Int32Array.from(tokens)));
+    return this.guardSync(() => this.native.detokenize(checkTokenIds(tokens, this.info.vocabSize)));
   }
 
   /** Batches run, sequences and tokens evaluated, tokens saved by prefix reuse, queue depth. */
@@ -141,3 +159,18 @@ export abstract class ModelHandle {
 }
 
 export { callerStack };
+
+/** Token ids as an Int32Array, each checked to be an integer id of the vocabulary (no wrapping: 2^32 + 5 is not 5). */
+function checkTokenIds(tokens: readonly number[] | Int32Array, vocabSize: number): Int32Array {
+  if (tokens instanceof Int32Array) return tokens;
+  if (!Array.isArray(tokens)) throw new QrankError('INVALID_INPUT', 'tokens must be an array of token ids or an Int32Array');
+  const out = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (!Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw new QrankError('INVALID_INPUT', `tokens[${i}]: ${String(t)} is outside the vocabulary (token ids are integers 0..${vocabSize - 1})`);
+    }
+    out[i] = t;
+  }
+  return out;
+}

@@ -24,6 +24,8 @@ export interface RerankResult {
   index: number;
   /** Relevance in [0, 1]. */
   score: number;
+  /** The relevance logit from the engine (score = sigmoid(logit)): unbounded, where the score saturates at 0 or 1. */
+  logit: number;
   document?: string;
 }
 
@@ -68,8 +70,9 @@ export class Reranker extends ModelHandle {
     const o = parseOptions(rerankOptionsSchema, options, 'options');
     if (docs.length === 0) return { results: [], usage: { tokens: 0, truncated: 0 } };
     const out = await this.run((cb) => this.native.score([query], docs, o.instruction ?? '', cb), o.signal, stack);
+    const logits = out.logits!;
     const results: RerankResult[] = Array.from(out.values, (score, index) =>
-      o.returnDocuments ? { index, score, document: docs[index] } : { index, score },
+      o.returnDocuments ? { index, score, logit: logits[index], document: docs[index] } : { index, score, logit: logits[index] },
     );
     results.sort((a, b) => b.score - a.score || a.index - b.index);
     if (o.topN !== undefined && o.topN < results.length) results.length = o.topN;

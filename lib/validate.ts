@@ -39,6 +39,7 @@ function describe(value: unknown): string {
 }
 
 export const positiveInt = z.number().int().positive();
+const INT32_MAX = 2 ** 31 - 1;
 export const signalSchema = z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' });
 export const deviceSchema = z.enum(['auto', 'cpu', 'cuda']);
 
@@ -46,9 +47,11 @@ export const loadOptionsSchema = z
   .object({
     model: z.string().min(1, 'must name a GGUF file'),
     device: deviceSchema.default('auto'),
-    maxLength: positiveInt.optional(),
-    batchTokens: positiveInt.max(1 << 20).optional(),
-    maxSequences: positiveInt.max(256).optional(),
+    deviceIndex: z.number().int().nonnegative().max(INT32_MAX).optional(),
+    // each engine checks these against its own limits (info.limits) and names them when exceeded
+    maxLength: positiveInt.max(INT32_MAX).optional(),
+    batchTokens: positiveInt.max(INT32_MAX).optional(),
+    maxSequences: positiveInt.max(INT32_MAX).optional(),
     threads: positiveInt.max(1024).optional(),
     signal: signalSchema.optional(),
     onProgress: z.custom<(progress: number) => void>((v) => typeof v === 'function', { message: 'must be a function' }).optional(),

@@ -17,7 +17,6 @@
 #include "llama.h"
 #include "qrank/engine.h"
 #include "qrank/error.h"
-#include "qrank/gguf_meta.h"
 
 namespace qrank {
 namespace {
@@ -25,6 +24,7 @@ namespace {
 constexpr int kDefaultBatchTokens = 1024;
 constexpr int kDefaultMaxSequences = 64;
 constexpr int kMaxSequencesLimit = 256;  // LLAMA_MAX_SEQ
+constexpr int kMaxBatchTokens = 1 << 20;
 constexpr int kMicroBatch = 512;
 constexpr uint32_t kContextGranularity = 256;
 
@@ -39,8 +39,13 @@ class LlamaEngine final : public Engine {
  public:
   LlamaEngine(const Model& model, const OutputSpec& output, const EngineOptions& options)
       : model_(model), output_(output) {
+    if (!model.has_weights()) throw Error(ErrorCode::kEngineFailure, "the llama.cpp engine needs llama.cpp's weights");
+    if (options.batch_tokens > kMaxBatchTokens || options.max_sequences > kMaxSequencesLimit) {
+      throw Error(ErrorCode::kInvalidInput, "the " + backend() + " engine takes batchTokens up to " + std::to_string(kMaxBatchTokens) +
+                                                " and maxSequences up to " + std::to_string(kMaxSequencesLimit));
+    }
     batch_tokens_ = options.batch_tokens > 0 ? options.batch_tokens : kDefaultBatchTokens;
-    max_sequences_ = std::clamp(options.max_sequences > 0 ? options.max_sequences : kDefaultMaxSequences, 1, kMaxSequencesLimit);
+    max_sequences_ = options.max_sequences > 0 ? options.max_sequences : kDefaultMaxSequences;
     threads_ = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
     last_token_ = output_.kind != OutputSpec::Kind::kPooled;
     if (last_token_ && !model.info().causal) {
@@ -49,7 +54,7 @@ class LlamaEngine final : public Engine {
     const size_t n_embd = static_cast<size_t>(llama_model_n_embd(model.handle()));
     if (output_.kind == OutputSpec::Kind::kHeadRows) {
       int64_t row_len = 0;
-      head_ = gguf_read_rows(model.info().path, output_.head_tensor, output_.head_rows, &row_len);
+      head_ = model.file().rows(output_.head_tensor, output_.head_rows, &row_len);
       if (static_cast<size_t>(row_len) != n_embd) throw Error(ErrorCode::kBadModel, output_.head_tensor + " rows do not match the hidden size");
       outputs_ = output_.head_rows.size();
     } else if (output_.kind == OutputSpec::Kind::kLastHidden) {
@@ -65,10 +70,9 @@ class LlamaEngine final : public Engine {
     if (ctx_) llama_free(ctx_);
   }
 
-  std::string backend() const override { return "llama.cpp-cpu"; }
-  size_t outputs_per_sequence() const override { return outputs_; }
-  int batch_tokens() const override { return batch_tokens_; }
-  int max_sequences() const override { return max_sequences_; }
+  std::string backend() const override { return model_.gpu_layers() > 0 ? "llama.cpp-cuda" : "llama.cpp-cpu"; }
+  EngineOutput output() const override { return EngineOutput{outputs_, false, false}; }
+  EngineLimits limits() const override { return EngineLimits{batch_tokens_, max_sequences_, kMaxBatchTokens, kMaxSequencesLimit}; }
   bool reuses_prefixes() const override { return last_token_; }
   EngineStats stats() const override { return stats_; }
 

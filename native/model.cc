@@ -1,7 +1,7 @@
 #include "qrank/model.h"
 
-#include <sys/stat.h>
-
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -68,15 +68,107 @@ std::string last_llama_errors() {
   return out;
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path, const std::function<bool(float)>& progress) {
-  init_llama_backend();
-  struct stat st {};
-  if (path.empty() || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    throw Error(ErrorCode::kModelNotFound, "model file not found: " + path);
+namespace {
+
+// Metadata read leniently: a key of an unexpected type (a per-layer array where qrank expects one
+// number) must not make a model unloadable for the llama.cpp engine, which reads it itself.
+int64_t int_or(const GgufFile& f, const std::string& key, int64_t fallback) {
+  try {
+    return f.integer(key, fallback);
+  } catch (const Error&) {
+    return fallback;
   }
+}
+
+double real_or(const GgufFile& f, const std::string& key, double fallback) {
+  try {
+    return f.real(key, fallback);
+  } catch (const Error&) {
+    return fallback;
+  }
+}
+
+bool is_encoder_architecture(const std::string& arch) {
+  static const char* const kEncoders[] = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
+                                          "modern-bert", "neo-bert", "t5encoder", "t5"};
+  for (const char* e : kEncoders) {
+    if (arch == e) return true;
+  }
+  return false;
+}
+
+std::string parameter_label(uint64_t n) {
+  char buf[32];
+  if (n >= 1000000000ull) {
+    std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+  } else if (n >= 1000000ull) {
+    std::snprintf(buf, sizeof buf, "%.0fM", n / 1e6);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0fK", n / 1e3);
+  }
+  return buf;
+}
+
+// The type that holds most bytes among the 2-D weights: what a user calls the file's type.
+std::string dominant_weight_type(const GgufFile& f) {
+  std::vector<uint64_t> bytes(GGML_TYPE_COUNT, 0);
+  for (const auto& t : f.tensors()) {
+    if (t.ne[1] > 1 && t.type >= 0 && t.type < GGML_TYPE_COUNT) bytes[t.type] += t.bytes;
+  }
+  const auto best = std::max_element(bytes.begin(), bytes.end()) - bytes.begin();
+  return bytes[best] > 0 ? ggml_type_name(static_cast<ggml_type>(best)) : "none";
+}
+
+}  // namespace
+
+ModelInfo read_model_info(const GgufFile& f) {
+  ModelInfo info;
+  info.path = f.path();
+  info.architecture = f.str("general.architecture");
+  info.name = f.str("general.name");
+  const std::string& a = info.architecture;
+  const int64_t pooling = int_or(f, a + ".pooling_type", -1);
+  info.pooling = pooling < 0 ? "none" : pooling_name(static_cast<int>(pooling));
+  info.context_length = int_or(f, a + ".context_length", 0);
+  info.embedding_length = int_or(f, a + ".embedding_length", 0);
+  info.layers = int_or(f, a + ".block_count", 0);
+  info.heads = int_or(f, a + ".attention.head_count", 0);
+  info.kv_heads = int_or(f, a + ".attention.head_count_kv", info.heads);
+  info.head_dim = int_or(f, a + ".attention.key_length", info.heads > 0 ? info.embedding_length / info.heads : 0);
+  info.ffn_length = int_or(f, a + ".feed_forward_length", 0);
+  info.vocab_size = static_cast<int64_t>(f.array_size("tokenizer.ggml.tokens"));
+  info.rope_theta = real_or(f, a + ".rope.freq_base", 10000.0);
+  info.rms_eps = real_or(f, a + ".attention.layer_norm_rms_epsilon", 1e-6);
+  info.parameters = f.parameters();
+  info.size_bytes = f.weight_bytes();
+  info.weight_type = dominant_weight_type(f);
+  info.description = a + " " + parameter_label(info.parameters) + " " + info.weight_type;
+  try {
+    info.class_labels = f.strings(a + ".classifier.output_labels");
+  } catch (const Error&) {
+    info.class_labels.clear();
+  }
+  bool causal_key = true;
+  try {
+    causal_key = f.boolean(a + ".attention.causal", true);
+  } catch (const Error&) {
+  }
+  info.causal = causal_key && !is_encoder_architecture(a);
+  try {
+    info.synthetic = f.boolean("qrank.synthetic", false);
+  } catch (const Error&) {
+    info.synthetic = false;
+  }
+  return info;
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path, const std::function<bool(float)>& progress, const ModelLoad& how) {
+  init_llama_backend();
+  std::shared_ptr<const GgufFile> file = GgufFile::open(path);
   ProgressState state{&progress};
   llama_model_params params = llama_model_default_params();
-  params.n_gpu_layers = 0;  // the CPU backend; the CUDA engine brings its own weights
+  params.vocab_only = !how.weights;
+  params.n_gpu_layers = how.weights ? how.gpu_layers : 0;
   params.progress_callback = on_load_progress;
   params.progress_callback_user_data = &state;
   {
@@ -92,56 +184,22 @@ std::unique_ptr<Model> Model::load(const std::string& path, const std::function<
     const std::string why = last_llama_errors();
     throw Error(ErrorCode::kBadModel, "cannot load " + path + " as a GGUF model" + (why.empty() ? "" : ": " + why));
   }
-  return std::unique_ptr<Model>(new Model(model, path));
+  // a vocabulary-only load reports no progress of its own
+  if (!how.weights && progress && !progress(1.0f)) {
+    llama_model_free(model);
+    throw Error(ErrorCode::kAborted, "model load aborted");
+  }
+  return std::unique_ptr<Model>(new Model(model, std::move(file), how));
 }
 
-Model::Model(llama_model* model, const std::string& path) : model_(model), vocab_(llama_model_get_vocab(model)) {
-  read_info(path);
+Model::Model(llama_model* model, std::shared_ptr<const GgufFile> file, const ModelLoad& load)
+    : model_(model), vocab_(llama_model_get_vocab(model)), file_(std::move(file)), load_(load) {
+  info_ = read_model_info(*file_);
+  info_.vocab_size = llama_vocab_n_tokens(vocab_);
 }
 
 Model::~Model() {
   if (model_) llama_model_free(model_);
-}
-
-std::string Model::meta(const std::string& key) const {
-  char buf[512];
-  const int32_t n = llama_model_meta_val_str(model_, key.c_str(), buf, sizeof buf);
-  if (n < 0) return "";
-  if (static_cast<size_t>(n) < sizeof buf) return std::string(buf, n);
-  std::string big(n + 1, '\0');
-  llama_model_meta_val_str(model_, key.c_str(), big.data(), big.size());
-  big.resize(n);
-  return big;
-}
-
-void Model::read_info(const std::string& path) {
-  info_.path = path;
-  info_.architecture = meta("general.architecture");
-  info_.name = meta("general.name");
-  char desc[256];
-  llama_model_desc(model_, desc, sizeof desc);
-  info_.description = desc;
-  const std::string pooling = meta(info_.architecture + ".pooling_type");
-  info_.pooling = pooling.empty() ? "none" : pooling_name(std::atoi(pooling.c_str()));
-  info_.context_length = llama_model_n_ctx_train(model_);
-  info_.embedding_length = llama_model_n_embd(model_);
-  info_.layers = llama_model_n_layer(model_);
-  info_.heads = llama_model_n_head(model_);
-  info_.kv_heads = llama_model_n_head_kv(model_);
-  info_.vocab_size = llama_vocab_n_tokens(vocab_);
-  info_.parameters = llama_model_n_params(model_);
-  info_.size_bytes = llama_model_size(model_);
-  for (uint32_t i = 0; i < llama_model_n_cls_out(model_); ++i) {
-    const char* label = llama_model_cls_label(model_, i);
-    info_.class_labels.emplace_back(label ? label : "");
-  }
-  info_.causal = !llama_model_has_encoder(model_) && meta(info_.architecture + ".attention.causal") != "false";
-  const std::string& arch = info_.architecture;
-  if (arch == "bert" || arch == "nomic-bert" || arch == "nomic-bert-moe" || arch == "jina-bert-v2" ||
-      arch == "jina-bert-v3" || arch == "modern-bert" || arch == "neo-bert" || arch == "t5encoder") {
-    info_.causal = false;
-  }
-  info_.synthetic = meta("qrank.synthetic") == "true";
 }
 
 Tokens Model::tokenize(const std::string& text, bool parse_special, bool add_special) const {
@@ -176,6 +234,12 @@ std::string Model::detokenize(const Tokens& tokens) const {
 Token Model::single_token(const std::string& word) const {
   const Tokens t = tokenize(word, false);
   if (t.size() != 1) throw Error(ErrorCode::kBadModel, "the vocabulary has no single token for '" + word + "'");
+  return t[0];
+}
+
+Token Model::special_token(const std::string& text) const {
+  const Tokens t = tokenize(text, true);
+  if (t.size() != 1 || !(llama_vocab_get_attr(vocab_, t[0]) & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_USER_DEFINED))) return -1;
   return t[0];
 }
 

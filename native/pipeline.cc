@@ -1,8 +1,8 @@
 #include "qrank/pipeline.h"
 
 #include <algorithm>
-
 #include <cmath>
+#include <unordered_map>
 
 namespace qrank {
 namespace {
@@ -21,23 +21,32 @@ void check_stop(const std::atomic<bool>& stop, const Job& job) {
   if (job.cancelled()) throw Error(ErrorCode::kAborted, "the call was aborted");
 }
 
-// Relevance scores for (query, document) pairs.
+// Relevance scores for (query, document) pairs. Each distinct query is tokenised once; a job
+// whose pairs all have one query shares its whole head (system prompt, instruction, query), one
+// with several queries the template's fixed start.
 class ScoreJob final : public Job {
  public:
-  ScoreJob(const RerankRecipe& recipe, std::vector<Pair> pairs, std::string instruction, size_t max_length,
-           size_t width, Callback done)
-      : recipe_(recipe), pairs_(std::move(pairs)), instruction_(std::move(instruction)), max_length_(max_length),
-        width_(width), done_(std::move(done)) {}
+  ScoreJob(const RerankRecipe& recipe, EngineOutput output, std::vector<Pair> pairs, std::string instruction,
+           size_t max_length, std::atomic<uint64_t>& query_prompts, Callback done)
+      : recipe_(recipe), output_(output), pairs_(std::move(pairs)), instruction_(std::move(instruction)),
+        max_length_(max_length), query_prompts_(query_prompts), done_(std::move(done)) {}
 
   void prepare(const std::atomic<bool>& stop) override {
-    sequences().reserve(pairs_.size());
+    std::unordered_map<std::string, QueryPrompt> queries;
+    for (const auto& pair : pairs_) {
+      if (queries.count(pair.query) > 0) continue;
+      queries.emplace(pair.query, recipe_.query(pair.query, instruction_, max_length_));
+      ++query_prompts_;
+    }
     counts_.reserve(pairs_.size());
     for (const auto& pair : pairs_) {
       check_stop(stop, *this);
-      Prompt p = recipe_.tokens(pair.query, pair.document, instruction_, max_length_);
+      const QueryPrompt& q = queries.at(pair.query);
+      Prompt p = recipe_.tokens(q, pair.document, max_length_);
       truncated_ += p.truncated ? 1 : 0;
       counts_.push_back(static_cast<int32_t>(p.tokens.size()));
-      sequences().push_back(std::move(p.tokens));
+      const int32_t shared = queries.size() == 1 ? p.shared : std::min(p.shared, q.fixed);
+      add_sequence(std::move(p.tokens), shared > 0 ? 0 : -1, shared);
     }
     pairs_.clear();  // the strings are no longer needed; 10 000 x 1 MB inputs should not stay resident
     pairs_.shrink_to_fit();
@@ -47,8 +56,14 @@ class ScoreJob final : public Job {
     if (error) return done_(failure(error));
     Outcome o;
     o.width = 1;
-    o.values.reserve(sequences().size());
-    for (size_t i = 0; i < sequences().size(); ++i) o.values.push_back(recipe_.score(outputs().data() + i * width_, width_));
+    const size_t n = sequences().size();
+    o.logits.resize(n);
+    o.values.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const float* raw = outputs().data() + i * output_.width;
+      o.logits[i] = output_.relevance_logit ? raw[0] : recipe_.logit(raw, output_.width);
+      o.values[i] = relevance(o.logits[i]);
+    }
     o.token_counts = std::move(counts_);
     o.truncated = truncated_;
     done_(std::move(o));
@@ -56,30 +71,36 @@ class ScoreJob final : public Job {
 
  private:
   const RerankRecipe& recipe_;
+  EngineOutput output_;
   std::vector<Pair> pairs_;
   std::string instruction_;
   size_t max_length_;
-  size_t width_;
+  std::atomic<uint64_t>& query_prompts_;
   Callback done_;
   std::vector<int32_t> counts_;
   uint32_t truncated_ = 0;
 };
 
-// Embeddings: the engine's vector, truncated to `dimensions` when asked, L2-normalised.
+// Embeddings: the engine's vector, truncated to `dimensions` when asked, L2-normalised (unless the
+// engine normalised it already and it is kept whole).
 class EmbedJob final : public Job {
  public:
-  EmbedJob(const EmbedRecipe& recipe, std::vector<std::string> texts, TextKind kind, std::string instruction,
-           size_t max_length, size_t width, size_t dimensions, Callback done)
-      : recipe_(recipe), texts_(std::move(texts)), kind_(kind), instruction_(std::move(instruction)),
-        max_length_(max_length), width_(width), dimensions_(dimensions), done_(std::move(done)) {}
+  EmbedJob(const EmbedRecipe& recipe, EngineOutput output, std::vector<std::string> texts, TextKind kind,
+           std::string instruction, size_t max_length, size_t dimensions, Callback done)
+      : recipe_(recipe), output_(output), texts_(std::move(texts)), kind_(kind), instruction_(std::move(instruction)),
+        max_length_(max_length), dimensions_(dimensions), done_(std::move(done)) {}
 
   void prepare(const std::atomic<bool>& stop) override {
+    const Tokens common = texts_.size() > 1 ? recipe_.common_prefix(kind_, instruction_) : Tokens{};
     for (const auto& text : texts_) {
       check_stop(stop, *this);
       Prompt p = recipe_.tokens(text, kind_, instruction_, max_length_);
       truncated_ += p.truncated ? 1 : 0;
       counts_.push_back(static_cast<int32_t>(p.tokens.size()));
-      sequences().push_back(std::move(p.tokens));
+      // the recipe's claim is checked: a prompt that does not begin with it shares nothing
+      const bool shares = !common.empty() && p.tokens.size() > common.size() &&
+                          std::equal(common.begin(), common.end(), p.tokens.begin());
+      add_sequence(std::move(p.tokens), shares ? 0 : -1, shares ? static_cast<int32_t>(common.size()) : 0);
     }
     texts_.clear();
     texts_.shrink_to_fit();
@@ -90,9 +111,14 @@ class EmbedJob final : public Job {
     Outcome o;
     o.width = dimensions_;
     o.values.resize(sequences().size() * dimensions_);
+    const bool as_is = output_.normalised && dimensions_ == output_.width;
     for (size_t i = 0; i < sequences().size(); ++i) {
-      const float* src = outputs().data() + i * width_;
+      const float* src = outputs().data() + i * output_.width;
       float* dst = o.values.data() + i * dimensions_;
+      if (as_is) {
+        std::copy_n(src, dimensions_, dst);
+        continue;
+      }
       double norm = 0.0;
       for (size_t j = 0; j < dimensions_; ++j) norm += static_cast<double>(src[j]) * src[j];
       const double scale = norm > 0.0 ? 1.0 / std::sqrt(norm) : 0.0;
@@ -105,11 +131,11 @@ class EmbedJob final : public Job {
 
  private:
   const EmbedRecipe& recipe_;
+  EngineOutput output_;
   std::vector<std::string> texts_;
   TextKind kind_;
   std::string instruction_;
   size_t max_length_;
-  size_t width_;
   size_t dimensions_;
   Callback done_;
   std::vector<int32_t> counts_;
@@ -119,15 +145,16 @@ class EmbedJob final : public Job {
 }  // namespace
 
 std::unique_ptr<Pipeline> Pipeline::open(const PipelineOptions& options) {
-  if (options.device == Device::kCuda) {
-    throw Error(ErrorCode::kUnsupported, "this build of qrank has no CUDA backend; use device 'cpu' or 'auto'");
-  }
-  if (options.max_length < 0 || options.batch_tokens < 0 || options.threads < 0 || options.max_sequences < 0) {
-    throw Error(ErrorCode::kInvalidInput, "maxLength, batchTokens, maxSequences and threads must be positive");
+  if (options.max_length < 0 || options.batch_tokens < 0 || options.threads < 0 || options.max_sequences < 0 ||
+      options.device_index < 0) {
+    throw Error(ErrorCode::kInvalidInput, "maxLength, batchTokens, maxSequences, threads and deviceIndex must be positive");
   }
   std::unique_ptr<Pipeline> p(new Pipeline());
   p->role_ = options.role;
-  p->model_ = Model::load(options.model_path, options.on_progress);
+  // The engine is chosen from the file's facts first, so llama.cpp loads its CPU weights only for
+  const ModelInfo facts = read_model_info(*GgufFile::open(options.model_path));
+  const EnginePlan plan = plan_engine(options.device, facts, options.role);
+  p->model_ = Model::load(options.model_path, options.on_progress, plan.load);
   OutputSpec output;
   if (options.role == Role::kReranker) {
     p->rerank_ = make_rerank_recipe(*p->model_);
@@ -138,8 +165,8 @@ std::unique_ptr<Pipeline> Pipeline::open(const PipelineOptions& options) {
   }
   const size_t context = static_cast<size_t>(std::max<int64_t>(p->model_->info().context_length, 1));
   p->max_length_ = options.max_length > 0 ? std::min<size_t>(options.max_length, context) : context;
-  EngineOptions engine_options{options.batch_tokens, options.max_sequences, options.threads};
-  p->scheduler_ = std::make_unique<Scheduler>(make_llama_engine(*p->model_, output, engine_options));
+  EngineOptions engine_options{options.batch_tokens, options.max_sequences, options.threads, options.device_index, options.on_progress};
+  p->scheduler_ = std::make_unique<Scheduler>(make_engine(plan, *p->model_, output, engine_options));
   return p;
 }
 
@@ -163,7 +190,8 @@ std::pair<std::string, Tokens> Pipeline::format_pair(const Pair& pair, const std
   if (!rerank_) throw Error(ErrorCode::kInvalidInput, "formatPair needs a reranker");
   std::string storage;
   const std::string& instr = resolve_instruction(instruction, storage);
-  return {rerank_->text(pair.query, pair.document, instr), rerank_->tokens(pair.query, pair.document, instr, max_length_).tokens};
+  const QueryPrompt q = rerank_->query(pair.query, instr, max_length_);
+  return {rerank_->text(pair.query, pair.document, instr), rerank_->tokens(q, pair.document, max_length_).tokens};
 }
 
 std::pair<std::string, Tokens> Pipeline::format_text(const std::string& text, TextKind kind, const std::string& instruction) const {
@@ -177,20 +205,20 @@ uint64_t Pipeline::score(std::vector<Pair> pairs, std::string instruction, Callb
   if (!rerank_) throw Error(ErrorCode::kInvalidInput, "this model was loaded as an embedder");
   std::string storage;
   std::string instr = resolve_instruction(instruction, storage);
-  const size_t width = scheduler_->engine().outputs_per_sequence();
-  return scheduler_->submit(std::make_shared<ScoreJob>(*rerank_, std::move(pairs), std::move(instr), max_length_, width, std::move(done)));
+  return scheduler_->submit(std::make_shared<ScoreJob>(*rerank_, scheduler_->engine().output(), std::move(pairs), std::move(instr), max_length_, query_prompts_, std::move(done)));
 }
 
 uint64_t Pipeline::embed(std::vector<std::string> texts, TextKind kind, std::string instruction, int dimensions, Callback done) {
   if (!embed_) throw Error(ErrorCode::kInvalidInput, "this model was loaded as a reranker");
-  const size_t width = scheduler_->engine().outputs_per_sequence();
+  const EngineOutput output = scheduler_->engine().output();
+  const size_t width = output.width;
   if (dimensions < 0 || static_cast<size_t>(dimensions) > width) {
     throw Error(ErrorCode::kInvalidInput, "dimensions must be between 1 and " + std::to_string(width));
   }
   std::string storage;
   std::string instr = kind == TextKind::kQuery ? resolve_instruction(instruction, storage) : instruction;
   const size_t dims = dimensions > 0 ? static_cast<size_t>(dimensions) : width;
-  return scheduler_->submit(std::make_shared<EmbedJob>(*embed_, std::move(texts), kind, std::move(instr), max_length_, width, dims, std::move(done)));
+  return scheduler_->submit(std::make_shared<EmbedJob>(*embed_, output, std::move(texts), kind, std::move(instr), max_length_, dims, std::move(done)));
 }
 
 }  // namespace qrank

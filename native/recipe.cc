@@ -4,22 +4,17 @@
 #include <cmath>
 
 #include "qrank/error.h"
-#include "qrank/gguf_meta.h"
 
 namespace qrank {
 namespace {
 
 const char kWebSearchInstruction[] = "Given a web search query, retrieve relevant passages that answer the query";
 
-// Qwen3-Reranker's official prompt: system prompt, <Instruct>/<Query>/<Document> body and an
-// assistant turn with an empty think block; the three parts are tokenised separately, as the
-// reference code does, and only the body is ever truncated (from the end, i.e. the document).
+// The fixed parts of Qwen3-Reranker's official prompt (see Qwen3Reranker).
 const char kQwen3RerankPrefix[] =
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
     "provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n";
 const char kQwen3RerankSuffix[] = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
-
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 std::string too_long_message(size_t needed, size_t max_tokens) {
   return "the query and template take " + std::to_string(needed) + " tokens, more than maxLength " +
@@ -29,11 +24,11 @@ std::string too_long_message(size_t needed, size_t max_tokens) {
 // The yes/no rows of a Qwen3 reranker: the 2-row classifier head of a rank-converted GGUF, else
 // the "yes" and "no" rows of the language-model head of a plain causal GGUF.
 OutputSpec qwen3_yes_no_head(const Model& model) {
-  const std::string& path = model.info().path;
+  const GgufFile& file = model.file();
   OutputSpec spec;
   spec.kind = OutputSpec::Kind::kHeadRows;
   const auto& labels = model.info().class_labels;
-  if (gguf_has_tensor(path, "cls.output.weight")) {
+  if (file.find("cls.output.weight")) {
     spec.head_tensor = "cls.output.weight";
     if (labels.size() == 2 && labels[0] == "no" && labels[1] == "yes") {
       spec.head_rows = {1, 0};
@@ -42,11 +37,20 @@ OutputSpec qwen3_yes_no_head(const Model& model) {
     }
     return spec;
   }
-  spec.head_tensor = gguf_has_tensor(path, "output.weight") ? "output.weight" : "token_embd.weight";
+  spec.head_tensor = file.find("output.weight") ? "output.weight" : "token_embd.weight";
   spec.head_rows = {model.single_token("yes"), model.single_token("no")};
   return spec;
 }
 
+// Qwen3-Reranker's official prompt: system prompt, <Instruct>/<Query>/<Document> body and an
+// assistant turn with an empty think block; the three parts are tokenised separately, as the
+// reference code does, and only the body is ever truncated (from the end, i.e. the document).
+//
+// The body is tokenised in two pieces, the query's head up to "<Document>:" once per request and
+// " " + document once per document. That gives the ids of the whole body: the tokenizer's
+// pre-tokenisation (Qwen2's regex, applied left to right with no look-behind) always ends a piece at
+// the ':' before that space, so no merge crosses the cut. test/reranker.test.ts checks it against
+// the body tokenised whole, on hostile documents too.
 class Qwen3Reranker final : public RerankRecipe {
  public:
   explicit Qwen3Reranker(const Model& model)
@@ -60,34 +64,41 @@ class Qwen3Reranker final : public RerankRecipe {
   OutputSpec output() const override { return output_; }
 
   std::string text(const std::string& query, const std::string& document, const std::string& instruction) const override {
-    return kQwen3RerankPrefix + body(query, document, instruction) + kQwen3RerankSuffix;
+    return kQwen3RerankPrefix + head(query, instruction) + " " + document + kQwen3RerankSuffix;
   }
 
-  Prompt tokens(const std::string& query, const std::string& document, const std::string& instruction,
-                size_t max_tokens) const override {
-    const size_t frame = prefix_.size() + suffix_.size();
-    // Everything but the document must fit, with room for at least one document token.
-    const size_t head = model_.tokenize(body(query, "", instruction), true).size();
-    if (frame + head + 1 > max_tokens) throw Error(ErrorCode::kInvalidInput, too_long_message(frame + head, max_tokens));
-    Tokens b = model_.tokenize(body(query, document, instruction), true);
+  QueryPrompt query(const std::string& query, const std::string& instruction, size_t max_tokens) const override {
+    QueryPrompt q{prefix_, instruction, query, static_cast<int32_t>(prefix_.size())};
+    const Tokens h = model_.tokenize(head(query, instruction), true);
+    q.head.insert(q.head.end(), h.begin(), h.end());
+    // Everything but the document must fit, with room for its first token (or the lone space).
+    const size_t needed = q.head.size() + 1 + suffix_.size();
+    if (needed + 1 > max_tokens) throw Error(ErrorCode::kInvalidInput, too_long_message(needed, max_tokens));
+    return q;
+  }
+
+  Prompt tokens(const QueryPrompt& q, const std::string& document, size_t max_tokens) const override {
+    Tokens d = model_.tokenize(" " + document, true);
     Prompt p;
-    if (b.size() + frame > max_tokens) {
-      b.resize(max_tokens - frame);
+    const size_t room = max_tokens - q.head.size() - suffix_.size();  // query() left room for >= 2
+    if (d.size() > room) {
+      d.resize(room);
       p.truncated = true;
     }
-    p.tokens.reserve(frame + b.size());
-    p.tokens.insert(p.tokens.end(), prefix_.begin(), prefix_.end());
-    p.tokens.insert(p.tokens.end(), b.begin(), b.end());
+    p.tokens.reserve(q.head.size() + d.size() + suffix_.size());
+    p.tokens = q.head;
+    p.tokens.insert(p.tokens.end(), d.begin(), d.end());
     p.tokens.insert(p.tokens.end(), suffix_.begin(), suffix_.end());
+    p.shared = static_cast<int32_t>(q.head.size());
     return p;
   }
 
-  // P(yes) = softmax over the (yes, no) logits of the last token.
-  float score(const float* outputs, size_t) const override { return sigmoid(outputs[0] - outputs[1]); }
+  // P(yes) = softmax over the (yes, no) logits of the last token = sigmoid(yes - no).
+  float logit(const float* outputs, size_t) const override { return outputs[0] - outputs[1]; }
 
  private:
-  static std::string body(const std::string& query, const std::string& document, const std::string& instruction) {
-    return "<Instruct>: " + instruction + "\n<Query>: " + query + "\n<Document>: " + document;
+  static std::string head(const std::string& query, const std::string& instruction) {
+    return "<Instruct>: " + instruction + "\n<Query>: " + query + "\n<Document>:";
   }
 
   const Model& model_;
@@ -111,35 +122,42 @@ class CrossEncoder final : public RerankRecipe {
     return "[BOS]" + query + "[EOS][SEP]" + document + "[EOS]";
   }
 
-  Prompt tokens(const std::string& query, const std::string& document, const std::string&, size_t max_tokens) const override {
+  QueryPrompt query(const std::string& query, const std::string& instruction, size_t max_tokens) const override {
+    QueryPrompt q{{}, instruction, query, 0};
+    if (!template_.empty()) return q;  // the template is filled per pair
+    q.head.push_back(model_.bos());
+    const Tokens t = model_.tokenize(query, false);
+    q.head.insert(q.head.end(), t.begin(), t.end());
+    q.head.push_back(model_.eos());
+    q.head.push_back(model_.sep());
+    if (q.head.size() + 2 > max_tokens) throw Error(ErrorCode::kInvalidInput, too_long_message(q.head.size() + 1, max_tokens));
+    return q;
+  }
+
+  Prompt tokens(const QueryPrompt& q, const std::string& document, size_t max_tokens) const override {
     Prompt p;
     if (!template_.empty()) {
-      p.tokens = model_.tokenize(fill(query, document), true);
+      p.tokens = model_.tokenize(fill(q.query, document), true);
       if (p.tokens.size() > max_tokens) throw Error(ErrorCode::kInvalidInput, too_long_message(p.tokens.size(), max_tokens));
       return p;
     }
-    const Tokens q = model_.tokenize(query, false);
     Tokens d = model_.tokenize(document, false);
-    const size_t frame = q.size() + 4;
-    if (frame + 1 > max_tokens) throw Error(ErrorCode::kInvalidInput, too_long_message(frame, max_tokens));
-    if (frame + d.size() > max_tokens) {
-      d.resize(max_tokens - frame);
+    const size_t room = max_tokens - q.head.size() - 1;
+    if (d.size() > room) {
+      d.resize(room);
       p.truncated = true;
     }
-    p.tokens.push_back(model_.bos());
-    p.tokens.insert(p.tokens.end(), q.begin(), q.end());
-    p.tokens.push_back(model_.eos());
-    p.tokens.push_back(model_.sep());
+    p.tokens = q.head;
     p.tokens.insert(p.tokens.end(), d.begin(), d.end());
     p.tokens.push_back(model_.eos());
-    return p;
+    return p;  // bidirectional attention: no prefix can be shared
   }
 
   // One logit: the model cards apply a sigmoid; two labeled yes/no: softmax, as for Qwen3.
-  float score(const float* outputs, size_t n) const override {
+  float logit(const float* outputs, size_t n) const override {
     const auto& labels = model_.info().class_labels;
-    if (n >= 2 && labels.size() >= 2 && labels[0] == "yes") return sigmoid(outputs[0] - outputs[1]);
-    return sigmoid(outputs[0]);
+    if (n >= 2 && labels.size() >= 2 && labels[0] == "yes") return outputs[0] - outputs[1];
+    return outputs[0];
   }
 
  private:
@@ -159,10 +177,14 @@ class CrossEncoder final : public RerankRecipe {
 };
 
 // Qwen3-Embedding: queries carry the task ("Instruct: {task}\nQuery:{query}"), documents are
-// plain; EOS is appended and the last token's hidden state is the embedding.
+// plain; the last token's hidden state is the embedding. Every input ends with <|endoftext|>, the
+// token Qwen3-Embedding's tokenizer appends (its post-processor), whatever EOS the GGUF declares:
+// many conversions declare <|im_end|>, Qwen3's chat end, which would change every embedding. EOS
+// is the fallback only for a vocabulary without <|endoftext|>. The vocabulary's own add-EOS rule is
+// never applied on top (tokenize without add_special), so no input gets two.
 class Qwen3Embedder final : public EmbedRecipe {
  public:
-  explicit Qwen3Embedder(const Model& model) : model_(model) {}
+  explicit Qwen3Embedder(const Model& model) : model_(model), end_(end_token(model)) {}
   std::string name() const override { return "qwen3-embedding"; }
   std::string default_instruction() const override { return kWebSearchInstruction; }
   OutputSpec output() const override { return OutputSpec{OutputSpec::Kind::kLastHidden, "", {}}; }
@@ -173,18 +195,31 @@ class Qwen3Embedder final : public EmbedRecipe {
 
   Prompt tokens(const std::string& input, TextKind kind, const std::string& instruction, size_t max_tokens) const override {
     Prompt p;
-    p.tokens = model_.tokenize(text(input, kind, instruction), true);
+    p.tokens = model_.tokenize(text(input, kind, instruction), true, false);
     if (p.tokens.size() + 1 > max_tokens) {
-      if (max_tokens < 2) throw Error(ErrorCode::kInvalidInput, "maxLength must leave room for text and EOS");
+      if (max_tokens < 2) throw Error(ErrorCode::kInvalidInput, "maxLength must leave room for text and <|endoftext|>");
       p.tokens.resize(max_tokens - 1);
       p.truncated = true;
     }
-    p.tokens.push_back(model_.eos());
+    p.tokens.push_back(end_);
     return p;
   }
 
+  // Queries begin with "Instruct: {task}\n": the pre-tokeniser ends a piece at that newline
+  // (the next character is a letter), so these tokens begin every query of the task.
+  Tokens common_prefix(TextKind kind, const std::string& instruction) const override {
+    if (kind != TextKind::kQuery) return {};
+    return model_.tokenize("Instruct: " + instruction + "\n", true, false);
+  }
+
  private:
+  static Token end_token(const Model& model) {
+    const Token t = model.special_token("<|endoftext|>");
+    return t >= 0 ? t : model.eos();
+  }
+
   const Model& model_;
+  Token end_;
 };
 
 // Other embedding GGUFs: the vocabulary's own BOS/EOS rules and the pooling the file declares.
@@ -213,6 +248,8 @@ class PooledEmbedder final : public EmbedRecipe {
 bool is_qwen3(const ModelInfo& info) { return info.architecture == "qwen3"; }
 
 }  // namespace
+
+float relevance(float logit) { return 1.0f / (1.0f + std::exp(-logit)); }
 
 std::unique_ptr<RerankRecipe> make_rerank_recipe(const Model& model) {
   const ModelInfo& info = model.info();

@@ -27,16 +27,14 @@ void close_all_at_exit() {
   for (Scheduler* s : live) s->close();
 }
 
-size_t common_prefix(const Tokens& a, const Tokens& b) {
-  const size_t n = std::min(a.size(), b.size());
-  size_t i = 0;
-  while (i < n && a[i] == b[i]) ++i;
-  return i;
-}
-
 }  // namespace
 
 bool process_exiting() { return g_exiting.load(); }
+
+void Job::add_sequence(Tokens tokens, int32_t group, int32_t shared) {
+  sequences_.push_back(std::move(tokens));
+  prefixes_.push_back(Prefix{group, shared});
+}
 
 Scheduler::Scheduler(std::unique_ptr<Engine> engine) : engine_(std::move(engine)) {
   {
@@ -138,7 +136,7 @@ void Scheduler::prepare_new(std::unique_lock<std::mutex>& lock) {
     }
     try {
       job->prepare(closing_);
-      job->outputs_.assign(job->sequences_.size() * engine_->outputs_per_sequence(), 0.0f);
+      job->outputs_.assign(job->sequences_.size() * engine_->output().width, 0.0f);
       job->prepared_ = true;
     } catch (const Error& e) {
       finish_job(job, &e);
@@ -164,26 +162,25 @@ void Scheduler::reap_cancelled() {
   for (auto& job : cancelled) finish_job(job, &aborted);
 }
 
-// Packs sequences in arrival order until the token budget or the sequence limit is reached. A job's
-// sequences that share a long prefix count it once. A sequence longer than the whole budget still
-// runs, alone, since the engine grows its context to fit it.
+// Packs sequences in arrival order until the token budget or the sequence limit is reached. The
+// members of a prefix group after its first count their shared prefix once. A sequence longer than
+// the whole budget still runs, alone, since the engine grows its context to fit it.
 std::vector<Scheduler::Slice> Scheduler::take_batch() {
   std::vector<Slice> slices;
   std::lock_guard<std::mutex> lock(mutex_);
-  const size_t budget = static_cast<size_t>(engine_->batch_tokens());
-  const size_t max_seqs = static_cast<size_t>(engine_->max_sequences());
+  const EngineLimits limits = engine_->limits();
+  const size_t budget = static_cast<size_t>(limits.batch_tokens);
+  const size_t max_seqs = static_cast<size_t>(limits.max_sequences);
+  const bool reuse = engine_->reuses_prefixes();
   size_t tokens = 0, seqs = 0;
   for (auto& job : queue_) {
     if (!job->prepared_ || job->cancelled()) continue;
     const auto& s = job->sequences_;
     size_t first = job->next_, count = 0;
     while (job->next_ < s.size() && seqs < max_seqs) {
-      const Tokens& seq = s[job->next_];
-      size_t cost = seq.size();
-      if (count > 0 && engine_->reuses_prefixes()) {
-        const size_t shared = common_prefix(s[first], seq);
-        if (shared >= kMinSharedPrefix) cost -= std::min(shared, seq.size() - 1);
-      }
+      const size_t i = job->next_;
+      size_t cost = s[i].size();
+      if (reuse && count > 0 && shares_prefix(*job, i - 1, i)) cost -= reusable(*job, i);
       if (seqs > 0 && tokens + cost > budget) break;
       tokens += cost;
       ++seqs;
@@ -196,26 +193,42 @@ std::vector<Scheduler::Slice> Scheduler::take_batch() {
   return slices;
 }
 
+bool Scheduler::shares_prefix(const Job& job, size_t a, size_t b) {
+  const auto& p = job.prefixes_;
+  return p[a].group >= 0 && p[a].group == p[b].group;
+}
+
+// The prefix tokens of sequence i that another member of its group lets the engine skip: at least
+// kMinSharedPrefix to be worth the bookkeeping, and never the sequence's last token (its output).
+size_t Scheduler::reusable(const Job& job, size_t i) {
+  const size_t shared = std::min<size_t>(job.prefixes_[i].shared, job.sequences_[i].size() - 1);
+  return shared >= kMinSharedPrefix ? shared : 0;
+}
+
 void Scheduler::run_batch(const std::vector<Slice>& slices) {
   std::vector<EngineSequence> seqs;
-  std::vector<float*> dst;
   int32_t group = 0;
+  const bool reuse = engine_->reuses_prefixes();
   for (const auto& slice : slices) {
-    const auto& s = slice.job->sequences_;
-    const Tokens& head = s[slice.first];
-    // The group prefix is the shortest common prefix of the slice, leaving each member one token.
-    size_t shared = head.size();
-    for (size_t k = 1; k < slice.count; ++k) shared = std::min(shared, common_prefix(head, s[slice.first + k]));
-    for (size_t k = 0; k < slice.count; ++k) shared = std::min(shared, s[slice.first + k].size() - 1);
-    const bool grouped = engine_->reuses_prefixes() && slice.count > 1 && shared >= kMinSharedPrefix;
-    for (size_t k = 0; k < slice.count; ++k) {
-      const Tokens& t = s[slice.first + k];
-      seqs.push_back(EngineSequence{t.data(), static_cast<int32_t>(t.size()), grouped ? group : -1,
-                                    grouped ? static_cast<int32_t>(shared) : 0});
+    const Job& job = *slice.job;
+    // Runs of consecutive members of one prefix group become one engine group; the prefix is the
+    // shortest reusable length among them.
+    for (size_t k = 0; k < slice.count;) {
+      const size_t begin = slice.first + k;
+      size_t end = begin + 1;
+      while (end < slice.first + slice.count && shares_prefix(job, begin, end)) ++end;
+      size_t prefix = end - begin > 1 && reuse ? reusable(job, begin) : 0;
+      for (size_t i = begin + 1; i < end && prefix > 0; ++i) prefix = std::min(prefix, reusable(job, i));
+      for (size_t i = begin; i < end; ++i) {
+        const Tokens& t = job.sequences_[i];
+        seqs.push_back(EngineSequence{t.data(), static_cast<int32_t>(t.size()), prefix > 0 ? group : -1,
+                                      static_cast<int32_t>(prefix)});
+      }
+      if (prefix > 0) ++group;
+      k = end - slice.first;
     }
-    ++group;
   }
-  const size_t width = engine_->outputs_per_sequence();
+  const size_t width = engine_->output().width;
   std::vector<float> out(seqs.size() * width);
   const std::function<bool()> should_abort = [&] {
     if (closing_) return true;

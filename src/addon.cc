@@ -4,9 +4,24 @@
 #include "addon_data.h"
 #include "index_wrap.h"
 #include "model_wrap.h"
+#include "qrank/engine.h"
 #include "qrank/model.h"
 
 namespace {
+
+// cudaStatus() -> { built, devices, deviceName, computeCapability, reason }: whether this build has
+// the CUDA engine and whether it can run here (and if not, why).
+Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const qrank::CudaStatus s = qrank::cuda_status();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("built", s.built);
+  o.Set("devices", Napi::Number::New(env, s.devices));
+  o.Set("deviceName", s.device_name);
+  o.Set("computeCapability", Napi::Number::New(env, s.compute_capability));
+  o.Set("reason", s.reason);
+  return o;
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qrank::init_llama_backend();
@@ -16,7 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeIndex", qrank_node::NativeIndex::Init(env));
   exports.Set("createIndex", Napi::Function::New(env, qrank_node::NativeIndex::Create, "createIndex"));
   exports.Set("loadIndex", Napi::Function::New(env, qrank_node::NativeIndex::Load, "loadIndex"));
-  exports.Set("cudaAvailable", Napi::Boolean::New(env, false));
+  exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
   return exports;
 }
 

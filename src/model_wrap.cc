@@ -13,9 +13,12 @@ namespace {
 using qrank::Error;
 using qrank::ErrorCode;
 
-// One finished call on its way to the JS thread.
+// One finished call on its way to the JS thread. It holds a strong reference to the wrapper, so the
+// wrapper cannot be collected (and its finalizer cannot close the pipeline) while a call is pending,
+// whatever the caller's callback keeps alive.
 struct Completion {
   NativeModel* model;
+  Napi::ObjectReference self;
   Napi::FunctionReference callback;
   qrank::Outcome outcome;
 };
@@ -63,11 +66,16 @@ Napi::Object formatted(Napi::Env env, const std::pair<std::string, qrank::Tokens
   return o;
 }
 
+Napi::Float32Array floats(Napi::Env env, const std::vector<float>& v) {
+  Napi::Float32Array out = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), out.Data());
+  return out;
+}
+
 Napi::Value outcome_to_js(Napi::Env env, qrank::Outcome& outcome) {
   Napi::Object r = Napi::Object::New(env);
-  Napi::Float32Array values = Napi::Float32Array::New(env, outcome.values.size());
-  std::copy(outcome.values.begin(), outcome.values.end(), values.Data());
-  r.Set("values", values);
+  r.Set("values", floats(env, outcome.values));
+  if (!outcome.logits.empty()) r.Set("logits", floats(env, outcome.logits));
   r.Set("width", Napi::Number::New(env, static_cast<double>(outcome.width)));
   Napi::Int32Array counts = Napi::Int32Array::New(env, outcome.token_counts.size());
   std::copy(outcome.token_counts.begin(), outcome.token_counts.end(), counts.Data());
@@ -78,7 +86,11 @@ Napi::Value outcome_to_js(Napi::Env env, qrank::Outcome& outcome) {
 
 void deliver(Napi::Env env, Napi::Function, Completion* c) {
   std::unique_ptr<Completion> done(c);
-  if (env == nullptr) return;  // the environment is going away; nothing to call
+  if (env == nullptr) {  // the environment is going away: nothing to call, and no reference may be touched
+    done->self.SuppressDestruct();
+    done->callback.SuppressDestruct();
+    return;
+  }
   Napi::HandleScope scope(env);
   Napi::Value err = env.Null(), result = env.Undefined();
   if (done->outcome.ok) {
@@ -199,6 +211,7 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   options.batch_tokens = get_int(o, "batchTokens");
   options.max_sequences = get_int(o, "maxSequences");
   options.threads = get_int(o, "threads");
+  options.device_index = get_int(o, "deviceIndex");
 
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
   Napi::Function on_progress = info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
@@ -251,7 +264,7 @@ void NativeModel::Delivered(Napi::Env env) {
 
 uint64_t NativeModel::Submit(Napi::Env env, const Napi::Function& callback,
                              const std::function<uint64_t(qrank::Callback)>& submit) {
-  auto shared = std::make_shared<Completion*>(new Completion{this, Napi::Persistent(callback), {}});
+  auto shared = std::make_shared<Completion*>(new Completion{this, Napi::Persistent(Value()), Napi::Persistent(callback), {}});
   Napi::ThreadSafeFunction tsfn = tsfn_;
   qrank::Callback done = [tsfn, shared](qrank::Outcome&& outcome) mutable {
     Completion* c = *shared;
@@ -384,6 +397,9 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
     o.Set("layers", Napi::Number::New(env, static_cast<double>(m.layers)));
     o.Set("heads", Napi::Number::New(env, static_cast<double>(m.heads)));
     o.Set("kvHeads", Napi::Number::New(env, static_cast<double>(m.kv_heads)));
+    o.Set("headDim", Napi::Number::New(env, static_cast<double>(m.head_dim)));
+    o.Set("ffnLength", Napi::Number::New(env, static_cast<double>(m.ffn_length)));
+    o.Set("weightType", m.weight_type);
     o.Set("vocabSize", Napi::Number::New(env, static_cast<double>(m.vocab_size)));
     o.Set("parameters", Napi::Number::New(env, static_cast<double>(m.parameters)));
     o.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(m.size_bytes)));
@@ -395,6 +411,13 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
     o.Set("recipe", p.recipe());
     o.Set("backend", p.backend());
     o.Set("maxLength", Napi::Number::New(env, static_cast<double>(p.max_length())));
+    const qrank::EngineLimits l = p.limits();
+    Napi::Object limits = Napi::Object::New(env);
+    limits.Set("batchTokens", Napi::Number::New(env, l.batch_tokens));
+    limits.Set("maxSequences", Napi::Number::New(env, l.max_sequences));
+    limits.Set("maxBatchTokens", Napi::Number::New(env, l.max_batch_tokens));
+    limits.Set("maxSequencesLimit", Napi::Number::New(env, l.max_sequences_limit));
+    o.Set("limits", limits);
     o.Set("defaultInstruction", p.default_instruction());
     return o;
   });
@@ -403,7 +426,8 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    const qrank::SchedulerStats s = pipeline(env).stats();
+    const qrank::PipelineStats ps = pipeline(env).stats();
+    const qrank::SchedulerStats& s = ps.scheduler;
     Napi::Object o = Napi::Object::New(env);
     o.Set("batches", Napi::Number::New(env, static_cast<double>(s.engine.batches)));
     o.Set("sequences", Napi::Number::New(env, static_cast<double>(s.engine.sequences)));
@@ -411,6 +435,9 @@ Napi::Value NativeModel::Stats(const Napi::CallbackInfo& info) {
     o.Set("tokensReused", Napi::Number::New(env, static_cast<double>(s.engine.tokens_reused)));
     o.Set("queuedCalls", Napi::Number::New(env, static_cast<double>(s.queued_jobs)));
     o.Set("completedCalls", Napi::Number::New(env, static_cast<double>(s.completed_jobs)));
+    o.Set("queryPrompts", Napi::Number::New(env, static_cast<double>(ps.query_prompts)));
+    o.Set("deviceBytes", Napi::Number::New(env, static_cast<double>(s.engine.device_bytes)));
+    o.Set("devicePeakBytes", Napi::Number::New(env, static_cast<double>(s.engine.device_peak_bytes)));
     return o;
   });
 }

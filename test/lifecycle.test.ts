@@ -61,6 +61,33 @@ describe('lifecycle without close()', () => {
     expect(r.output).toContain('terminated');
   });
 
+  it('keeps a model alive while its calls are pending, even when no JS object refers to it', () => {
+    // the callbacks do not capture the wrapper: only the pending calls keep it alive. Before the
+    // completions held a reference, the collector finalised it mid-call: the calls failed with
+    // CLOSED and their completions read a freed wrapper.
+    const r = child(
+      `
+      const { binding } = require(${JSON.stringify(join(ROOT, 'dist', 'binding.js'))});
+      const docs = Array.from({ length: 300 }, (_, i) => 'document number ' + i);
+      binding().loadModel({ model: ${model}, role: 'reranker', device: 'cpu', threads: 1 }).promise.then((native) => {
+        let pending = 0, ok = 0, failed = 0;
+        for (let i = 0; i < 4; i++) {
+          pending++;
+          native.score(['q'], docs, '', (err, res) => {
+            if (err) { failed++; console.log('error', err.code); } else if (res.values.length === docs.length) ok++;
+            if (--pending === 0) console.log('done', ok, failed);
+          });
+        }
+        native = null;
+        for (let i = 0; i < 40; i++) setTimeout(() => global.gc(), i * 10);
+      });`,
+      ['--expose-gc'],
+    );
+    expect(r.signal, r.output).toBeNull();
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain('done 4 0');
+  });
+
   it('frees a model that is garbage-collected without close()', () => {
     const r = child(
       `

@@ -3,7 +3,7 @@
  * tarball, and an empty project installs it and scores with it on a PATH that has no compiler,
  * cmake or make. Runs in a copy of the package so the running suite's build/ is never touched.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,11 +17,44 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
   return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
 }
 
+/** Starts `qrank serve --port 0`, waits for it to listen, posts one rerank request, stops it with SIGTERM. */
+async function serveOnce(cli: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ rerank: { results: unknown[] }; log: string }> {
+  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--threads', '1'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`qrank serve did not start: ${log}`)), 120_000);
+    const onData = (chunk: Buffer) => {
+      log += chunk.toString();
+      const m = /"address":"(http:[^"]+)"/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`qrank serve exited with ${code}: ${log}`)));
+  });
+  try {
+    const res = await fetch(`${address}/v1/rerank`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'auriculares bluetooth', documents: ['wireless headphones', 'kitchen knife'] }),
+    });
+    expect(res.status).toBe(200);
+    return { rerank: (await res.json()) as { results: unknown[] }, log };
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
 describe('packaging', () => {
-  it('prebuilds, packs, installs in an empty project and loads without a compiler', { timeout: 600_000 }, () => {
+  it('prebuilds, packs, installs in an empty project and loads and serves without a compiler', { timeout: 600_000 }, async () => {
     const pkg = join(work, 'pkg');
     mkdirSync(pkg);
-    for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'tsconfig.json', 'tsconfig.build.json', 'src', 'native', 'lib', 'scripts', 'bench']) {
+    for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'tsconfig.json', 'tsconfig.build.json', 'src', 'native', 'lib', 'scripts', 'bench', 'vocab', 'web', 'eval']) {
       cpSync(join(ROOT, f), join(pkg, f), { recursive: true });
     }
     // the dependencies, the llama.cpp source and the CMake tree of this checkout are reused
@@ -75,5 +108,12 @@ describe('packaging', () => {
     expect(out.results[0].score).toBeGreaterThan(0);
     expect(out.results[0].score).toBeLessThan(1);
     expect(out.collection).toMatch(/^UNSUPPORTED: .*npm install better-sqlite3/);
+
+    // `npx qrank serve` with no models: the synthetic demo models are generated from the vocabulary
+    // the package ships (there is no llama.cpp source tree here), and the APIs answer
+    const serveEnv = { ...bare, XDG_CACHE_HOME: join(work, 'cache'), XDG_DATA_HOME: join(work, 'share'), QRANK_LOG_LEVEL: 'info' };
+    const served = await serveOnce(join(app, 'node_modules', 'qrank', 'dist', 'cli', 'main.js'), app, serveEnv);
+    expect(served.rerank.results).toHaveLength(2);
+    expect(served.log).toContain('SYNTHETIC');
   });
 });

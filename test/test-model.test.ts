@@ -12,7 +12,9 @@ import {
   QWEN3_RERANK_TEMPLATE,
   QWEN3_YES_ID,
   Rng,
+  SHIPPED_VOCAB,
   TEST_MODEL_SHAPES,
+  defaultVocabPath,
   loadQwen3Vocab,
   makeTestModel,
   testModelTensors,
@@ -84,7 +86,16 @@ describe('Qwen3 vocabulary', () => {
   it('explains how to get the vocabulary when it is missing', async () => {
     await expect(
       makeTestModel({ kind: 'reranker', shape: 'tiny', out: tmp('x.gguf'), vocabPath: tmp('missing.gguf') }),
-    ).rejects.toThrow(/node scripts\/fetch-llama\.mjs/);
+    ).rejects.toThrow(/missing\.gguf not found \(QRANK_VOCAB_GGUF names a GGUF with the Qwen2\/Qwen3 vocabulary\)/);
+  });
+
+  it('ships the vocabulary compressed: exactly llama.cpp\'s, usable without the source tree', () => {
+    const unpacked = defaultVocabPath();
+    expect(unpacked.startsWith(os.tmpdir())).toBe(true);
+    expect(fs.statSync(SHIPPED_VOCAB).size).toBeLessThan(1.2e6);
+    const fromSource = path.join(__dirname, '..', 'deps', 'llama.cpp', 'models', 'ggml-vocab-qwen2.gguf');
+    if (fs.existsSync(fromSource)) expect(fileSha256(unpacked)).toBe(fileSha256(fromSource));
+    expect(loadQwen3Vocab(unpacked).tokens.length).toBe(151936);
   });
 });
 

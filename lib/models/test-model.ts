@@ -11,8 +11,11 @@
  * Each tensor's values come from its own PRNG stream seeded by (seed, tensor name), so they do not depend on the
  * order of generation or on the chunking, and the same options always give a byte-identical file.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import {
   GGMLType,
   GGUFValueType,
@@ -153,9 +156,30 @@ function repoRoot(): string {
   return path.resolve(__dirname, '..', '..');
 }
 
-/** Where the Qwen tokenizer is read from: $QRANK_VOCAB_GGUF, else llama.cpp's ggml-vocab-qwen2.gguf under deps/. */
+/** The Qwen2 vocabulary shipped with the package, brotli-compressed (scripts/pack-vocab.mjs makes it from deps/). */
+export const SHIPPED_VOCAB = path.join(repoRoot(), 'vocab', 'ggml-vocab-qwen2.gguf.br');
+
+/**
+ * Where the Qwen tokenizer is read from: $QRANK_VOCAB_GGUF, else the vocabulary the package ships,
+ * unpacked once into the temporary directory (an installed package has no llama.cpp source tree).
+ */
 export function defaultVocabPath(): string {
-  return process.env.QRANK_VOCAB_GGUF || path.join(repoRoot(), 'deps', 'llama.cpp', 'models', 'ggml-vocab-qwen2.gguf');
+  return process.env.QRANK_VOCAB_GGUF || unpackShippedVocab();
+}
+
+function unpackShippedVocab(): string {
+  if (!fs.existsSync(SHIPPED_VOCAB)) {
+    throw new Error(`the Qwen tokenizer ${SHIPPED_VOCAB} is missing from this installation; reinstall qrank, or name a GGUF that has the Qwen2/Qwen3 vocabulary with QRANK_VOCAB_GGUF`);
+  }
+  const packed = fs.readFileSync(SHIPPED_VOCAB);
+  const digest = createHash('sha256').update(packed).digest('hex').slice(0, 16);
+  const out = path.join(os.tmpdir(), `qrank-vocab-qwen2-${digest}.gguf`);
+  if (!fs.existsSync(out)) {
+    const tmp = `${out}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, zlib.brotliDecompressSync(packed));
+    fs.renameSync(tmp, out); // atomic: concurrent processes never read half a file
+  }
+  return out;
 }
 
 const vocabCache = new Map<string, QwenVocab>();
@@ -169,7 +193,7 @@ export function loadQwen3Vocab(vocabPath: string = defaultVocabPath()): QwenVoca
   const cached = vocabCache.get(key);
   if (cached) return cached;
   if (!fs.existsSync(key)) {
-    throw new Error(`Qwen tokenizer file ${key} not found; run \`node scripts/fetch-llama.mjs\` to fetch llama.cpp`);
+    throw new Error(`Qwen tokenizer file ${key} not found (QRANK_VOCAB_GGUF names a GGUF with the Qwen2/Qwen3 vocabulary)`);
   }
   const file = GGUFFile.open(key);
   try {
@@ -395,7 +419,7 @@ const OUTPUT_LOGIT_SCALE = 1.35;
 export type TensorInit =
   | { kind: 'normal'; mean: number; std: number }
   /** Copies of rows of an earlier tensor (ne0 = row length), e.g. the reranker's yes/no classifier. */
-  | { kind: 'rows'; source: string; rows: number[] };
+  | { kind: 'rows'; source: string; rows: number[]; scale?: number };
 
 export interface TestModelTensor {
   name: string;
@@ -423,8 +447,23 @@ export function defaultTestModelType(shape: TestModelShapeName): TestModelType {
   return shape === 'tiny' ? 'f32' : 'f16';
 }
 
+/**
+ * How real conversions differ, for files that must exercise each case:
+ *  - `tied` (causal): no `output.weight`; the vocabulary head is `token_embd.weight` (Qwen3-0.6B ties them);
+ *  - `headScale` (reranker): the 2-row head scaled, as confident as a trained model: P(yes) then saturates to
+ *    exactly 0 or 1 in float32 for many pairs, while the logit stays finite;
+ *  - `eos`: the EOS id the file declares, `<|endoftext|>` (newer conversions) or `<|im_end|>` (many Qwen3 GGUFs);
+ *  - `addEosToken`: `tokenizer.ggml.add_eos_token`, which some conversions set.
+ */
+export interface TestModelVariant {
+  tied?: boolean;
+  headScale?: number;
+  eos?: 'endoftext' | 'im_end';
+  addEosToken?: boolean;
+}
+
 /** The tensors of a synthetic model, in file order. Norms (1-D) are always F32, as llama.cpp's converter does. */
-export function testModelTensors(kind: TestModelKind, shapeName: TestModelShapeName, type: TestModelType): TestModelTensor[] {
+export function testModelTensors(kind: TestModelKind, shapeName: TestModelShapeName, type: TestModelType, variant: TestModelVariant = {}): TestModelTensor[] {
   const s = TEST_MODEL_SHAPES[shapeName];
   const E = s.embeddingLength;
   const V = QWEN3_VOCAB_SIZE;
@@ -471,13 +510,13 @@ export function testModelTensors(kind: TestModelKind, shapeName: TestModelShapeN
     );
   }
   tensors.push(norm('output_norm.weight', E, OUTPUT_LOGIT_SCALE / (EMBEDDING_STD * Math.sqrt(E))));
-  if (kind === 'causal') tensors.push(embedding('output.weight'));
+  if (kind === 'causal' && !variant.tied) tensors.push(embedding('output.weight'));
   if (kind === 'reranker') {
     tensors.push({
       name: 'cls.output.weight',
       dims: [E, 2],
       type: wType,
-      init: { kind: 'rows', source: 'token_embd.weight', rows: [QWEN3_YES_ID, QWEN3_NO_ID] },
+      init: { kind: 'rows', source: 'token_embd.weight', rows: [QWEN3_YES_ID, QWEN3_NO_ID], scale: variant.headScale },
     });
   }
   return tensors;
@@ -521,17 +560,20 @@ function addModelMetadata(
   w.addBool('qrank.synthetic', true).addUint32('qrank.seed', seed).addString('qrank.kind', kind);
 }
 
-function addTokenizerMetadata(w: GGUFWriter, kind: TestModelKind, vocab: QwenVocab): void {
+/** Qwen3's chat end token, which many Qwen3 GGUFs declare as EOS. */
+export const QWEN3_IM_END_ID = 151645;
+
+function addTokenizerMetadata(w: GGUFWriter, kind: TestModelKind, vocab: QwenVocab, variant: TestModelVariant): void {
   w.addString('tokenizer.ggml.model', vocab.model)
     .addString('tokenizer.ggml.pre', vocab.pre)
     .addArray('tokenizer.ggml.tokens', GGUFValueType.STRING, vocab.tokens)
     .addArray('tokenizer.ggml.token_type', GGUFValueType.INT32, vocab.tokenTypes)
     .addArray('tokenizer.ggml.merges', GGUFValueType.STRING, vocab.merges)
-    .addUint32('tokenizer.ggml.eos_token_id', vocab.eosId)
+    .addUint32('tokenizer.ggml.eos_token_id', variant.eos === 'im_end' ? QWEN3_IM_END_ID : vocab.eosId)
     .addUint32('tokenizer.ggml.padding_token_id', vocab.paddingId)
     .addUint32('tokenizer.ggml.bos_token_id', vocab.bosId)
     .addBool('tokenizer.ggml.add_bos_token', false)
-    .addBool('tokenizer.ggml.add_eos_token', false);
+    .addBool('tokenizer.ggml.add_eos_token', variant.addEosToken ?? false);
   if (kind === 'reranker') w.addString('tokenizer.chat_template.rerank', QWEN3_RERANK_TEMPLATE);
 }
 
@@ -548,6 +590,8 @@ export interface MakeTestModelOptions {
   /** Type of the 2-D weights; defaults to f32 for tiny, f16 otherwise. */
   type?: TestModelType;
   vocabPath?: string;
+  /** A variant of real conversions (see TestModelVariant). */
+  variant?: TestModelVariant;
   /** Bytes written so far and total file size. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -568,6 +612,10 @@ function validateOptions(opts: MakeTestModelOptions): void {
   if (opts.seed !== undefined && !(Number.isInteger(opts.seed) && opts.seed >= 0 && opts.seed <= 0xffffffff)) {
     throw new Error(`seed must be an integer in 0..4294967295, got ${opts.seed}`);
   }
+  const v = opts.variant ?? {};
+  if (v.tied && opts.kind !== 'causal') throw new Error('variant.tied applies to causal models (rerankers carry cls.output, embedders are tied)');
+  if (v.headScale !== undefined && (opts.kind !== 'reranker' || !(v.headScale > 0))) throw new Error('variant.headScale is a positive number, for rerankers');
+  if (v.eos !== undefined && v.eos !== 'endoftext' && v.eos !== 'im_end') throw new Error(`variant.eos is 'endoftext' or 'im_end'`);
 }
 
 /** Writes a synthetic model to `opts.out` (parent directories are created) and returns its size and SHA-256. */
@@ -579,11 +627,12 @@ export async function makeTestModel(opts: MakeTestModelOptions): Promise<MakeTes
   const out = path.resolve(opts.out);
   fs.mkdirSync(path.dirname(out), { recursive: true });
 
-  const tensors = testModelTensors(opts.kind, opts.shape, type);
+  const variant = opts.variant ?? {};
+  const tensors = testModelTensors(opts.kind, opts.shape, type, variant);
   const writer = new GGUFWriter(out, { onProgress: opts.onProgress });
   try {
     addModelMetadata(writer, opts.kind, opts.shape, type, seed);
-    addTokenizerMetadata(writer, opts.kind, vocab);
+    addTokenizerMetadata(writer, opts.kind, vocab, variant);
     for (const t of tensors) writer.addTensor(t.name, t.dims, t.type);
     writer.writeHeader();
     await writeTensors(writer, tensors, seed);
@@ -603,7 +652,7 @@ async function writeTensors(writer: GGUFWriter, tensors: TestModelTensor[], seed
     if (t.init.kind === 'normal') {
       kept.set(t.name, writeNormalTensor(writer, t, t.init, seed, wanted.get(t.name)));
     } else {
-      writer.writeTensorData(t.name, copyRows(t.init.source, t.init.rows, kept));
+      writer.writeTensorData(t.name, copyRows(t.init.source, t.init.rows, kept, t.init.scale ?? 1));
     }
     // Let signals, timers and progress output through between tensors.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -647,7 +696,7 @@ function writeNormalTensor(
   return kept;
 }
 
-function copyRows(source: string, rows: number[], kept: Map<string, Map<number, Float32Array>>): Float32Array {
+function copyRows(source: string, rows: number[], kept: Map<string, Map<number, Float32Array>>, scale: number): Float32Array {
   const parts = rows.map((r) => {
     const row = kept.get(source)?.get(r);
     if (!row) throw new Error(`row ${r} of '${source}' was not generated before it was needed`);
@@ -659,5 +708,6 @@ function copyRows(source: string, rows: number[], kept: Map<string, Map<number, 
     out.set(p, at);
     at += p.length;
   }
+  if (scale !== 1) for (let i = 0; i < out.length; i++) out[i] *= scale;
   return out;
 }

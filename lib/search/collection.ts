@@ -11,15 +11,20 @@
  * batch, so the batch that meets it removes it, and an ingestion reports it among its errors.
  * A failed open closes what it opened; a mapping is validated when it is given and when it is
  * read back from the meta (see mapping.ts).
+ *
+ * Lifecycle: searches, ingests and deletes run under a lease. `close` refuses new leases at once,
+ * waits for the running ones, then closes the store; from then on every call fails with the reason
+ * given to close (COLLECTION_NOT_FOUND for a dropped collection, CLOSED otherwise), never with
+ * SQLite's "database connection is not open".
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Embedder } from '../embedder';
-import { QrankError, invalid } from '../errors';
+import { QrankError, type QrankErrorCode, invalid } from '../errors';
 import { type IndexOptions, VectorIndex } from '../vector-index';
-import { type Filter, compileFilter } from './filters';
+import { type Filter, compileFilter, fieldNameProblem } from './filters';
 import { MAPPING_LIMITS, type Mapping, type Product, parseMapping, toProduct } from './mapping';
 import { type Source, readSource } from './sources';
 
@@ -65,6 +70,21 @@ export interface ProductRow {
   id: string;
   fields: Record<string, unknown>;
   rerankText: string;
+}
+
+/** Why a closed collection refuses calls: the code and message of the error they get. */
+export interface CloseReason {
+  code: QrankErrorCode;
+  message: string;
+}
+
+/** What a collection may be called: it names files in the data directory, so it never leaves it. */
+export const COLLECTION_NAME = /^[\w-]{1,64}$/;
+
+/** `name` when it can name a collection; INVALID_INPUT otherwise. */
+export function checkCollectionName(name: unknown): string {
+  if (typeof name !== 'string' || !COLLECTION_NAME.test(name)) throw invalid(`collection name '${String(name).slice(0, 80)}' must be 1-64 letters, digits, _ or -`);
+  return name;
 }
 
 const SLOTS = MAPPING_LIMITS.maxEmbedTemplates; // vectors per product at most: vector id = vid * SLOTS + slot
@@ -120,6 +140,12 @@ export class Collection {
   private signalRanges?: Map<string, { min: number; max: number }>;
   // ingest and delete run one at a time per collection (searches go on beside them)
   private writes: Promise<unknown> = Promise.resolve();
+  // lifecycle (see the header): running leases, what close waits on, why calls now fail
+  private leases = 0;
+  private released?: () => void;
+  private closing?: Promise<void>;
+  private closedBy?: CloseReason;
+  private closed = false;
   // statements on the search path, prepared once
   private readonly byVid: Database.Statement;
   private readonly countAll: Database.Statement;
@@ -135,7 +161,7 @@ export class Collection {
   }
 
   static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
-    if (!/^[\w-]{1,64}$/.test(name)) throw invalid(`collection name '${name}' must be 1-64 letters, digits, _ or -`);
+    checkCollectionName(name);
     const mapping = options.mapping === undefined ? undefined : parseMapping(options.mapping);
     mkdirSync(dir, { recursive: true });
     const db = new (sqlite())(join(dir, `${name}.sqlite`));
@@ -186,11 +212,13 @@ export class Collection {
   }
 
   get size(): number {
+    this.checkOpen();
     return (this.countAll.get() as { n: number }).n;
   }
 
   /** The stored mapping; one that is invalid (written by an older qrank) counts as none here, and ingest says why. */
   get mapping(): Mapping | undefined {
+    this.checkOpen();
     try {
       return this.storedMapping();
     } catch {
@@ -210,6 +238,7 @@ export class Collection {
 
   /** Products whose vectors in the saved index are not those of their current text. */
   pendingCount(): number {
+    this.checkOpen();
     return (this.countPending.get() as { n: number }).n;
   }
 
@@ -252,6 +281,7 @@ export class Collection {
 
   /** What the collection holds and how it is configured. */
   info(): CollectionInfo {
+    this.checkOpen();
     return {
       name: this.name,
       size: this.size,
@@ -265,7 +295,7 @@ export class Collection {
 
   /** Adds or updates products. Unchanged texts are not embedded again. Writes to one collection run one at a time. */
   ingest(source: Source, options: IngestOptions = {}): Promise<IngestResult> {
-    return this.exclusive(() => this.ingestNow(source, options));
+    return this.lease(() => this.exclusive(() => this.ingestNow(source, options)));
   }
 
   private async ingestNow(source: Source, options: IngestOptions): Promise<IngestResult> {
@@ -380,7 +410,7 @@ export class Collection {
 
   /** Removes products from the store and their vectors from the index; returns how many existed. */
   delete(ids: string[]): Promise<number> {
-    return this.exclusive(() => this.deleteNow(ids));
+    return this.lease(() => this.exclusive(() => this.deleteNow(ids)));
   }
 
   private async deleteNow(ids: string[]): Promise<number> {
@@ -398,12 +428,16 @@ export class Collection {
     return vids.length;
   }
 
-  /** Vector recall: best products first, by their best vector; `filter` applies inside the search. */
+  /**
+   * Vector recall: best products first, by their best vector; `filter` applies inside the search.
+   * The store is read before the first await only, so a close that has begun does not stop it.
+   */
   async recall(query: Float32Array, k: number, filter?: Filter): Promise<{ vid: number; score: number }[]> {
+    this.checkOpen();
+    const sql = compileFilter(filter);
     let allow: bigint[] | undefined;
-    if (filter && Object.keys(filter).length) {
-      const { where, params } = compileFilter(filter);
-      const rows = this.db.prepare(`SELECT vid, embed_texts FROM products WHERE ${where}`).all(...params) as { vid: number; embed_texts: string }[];
+    if (sql) {
+      const rows = this.db.prepare(`SELECT vid, embed_texts FROM products WHERE ${sql.where}`).all(...sql.params) as { vid: number; embed_texts: string }[];
       allow = rows.flatMap((r) => vectorIds(r.vid, JSON.parse(r.embed_texts).length));
       if (allow.length === 0) return [];
     }
@@ -423,6 +457,7 @@ export class Collection {
   }
 
   rows(vids: number[]): Map<number, ProductRow> {
+    this.checkOpen();
     const out = new Map<number, ProductRow>();
     for (const vid of vids) {
       const r = this.byVid.get(vid) as { vid: number; id: string; fields: string; rerank_text: string } | undefined;
@@ -431,25 +466,68 @@ export class Collection {
     return out;
   }
 
-  /** Min and max of a numeric field over the collection (fusion normalises signals with them). */
+  /**
+   * Min and max of a numeric field of the mapping over the collection (fusion normalises signals
+   * with them). Read from an index on the field (made on first use; SQLite keeps it through every
+   * write): two lookups, never a scan, and cached until the next write. Values stored as text (an
+   * empty CSV cell) are not numbers and do not count; (0, 0) when no product has a number there.
+   */
   signalRange(field: string): { min: number; max: number } {
-    this.signalRanges ??= new Map();
-    let r = this.signalRanges.get(field);
-    if (!r) {
-      if (!/^[A-Za-z_][\w.]*$/.test(field)) throw invalid(`signal '${field}' must be a field name`);
-      const row = this.db.prepare(`SELECT min(json_extract(fields, '$.${field}')) AS min, max(json_extract(fields, '$.${field}')) AS max FROM products`).get() as { min: number | null; max: number | null };
-      r = { min: Number(row.min ?? 0), max: Number(row.max ?? 0) };
-      this.signalRanges.set(field, r);
-    }
-    return r;
+    this.checkOpen();
+    const cached = this.signalRanges?.get(field);
+    if (cached) return cached;
+    const numeric = this.mapping?.numeric ?? [];
+    const problem = fieldNameProblem(field) ?? (numeric.includes(field) ? undefined : `not a numeric field of collection '${this.name}' (mapping.numeric: ${numeric.join(', ') || 'none'})`);
+    if (problem) throw invalid(`fusion.signals.${field}: ${problem}`);
+    // the field is a top-level key (as the mapping stores it), quoted since it may hold dots;
+    // identifiers and dots only, so safe in the SQL text. Numbers sort before text in SQLite.
+    const value = `json_extract(fields, '$."${field}"')`;
+    this.db.exec(`CREATE INDEX IF NOT EXISTS "signal:${field}" ON products (${value})`);
+    const bound = (fn: 'min' | 'max') => (this.db.prepare(`SELECT ${fn}(${value}) AS v FROM products WHERE ${value} < ''`).get() as { v: number | null }).v ?? 0;
+    const range = { min: bound('min'), max: bound('max') };
+    (this.signalRanges ??= new Map()).set(field, range);
+    return range;
   }
 
   get vectorCount(): number {
     return this.index.size;
   }
 
-  close(): void {
+  /**
+   * Runs `fn` while the collection stays open: close waits for it. Once close has begun, a new
+   * lease fails with close's reason.
+   */
+  async lease<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkOpen(true);
+    this.leases++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.leases === 0) this.released?.();
+    }
+  }
+
+  /**
+   * Refuses new leases now, waits for the running ones, then closes the store; every later call
+   * fails with `reason`. The store closes a macrotask after the last lease, so what its caller does
+   * right after (reading `size`, say) still works. Calling it again returns the same promise.
+   */
+  close(reason: CloseReason = { code: 'CLOSED', message: `collection '${this.name}' is closed` }): Promise<void> {
+    this.closing ??= this.closeWhenReleased(reason);
+    return this.closing;
+  }
+
+  private async closeWhenReleased(reason: CloseReason): Promise<void> {
+    this.closedBy = reason;
+    if (this.leases > 0) await new Promise<void>((resolve) => (this.released = resolve));
+    await new Promise((resolve) => setImmediate(resolve));
     this.db.close();
+    this.closed = true;
+  }
+
+  // `forLease`: refused as soon as close has begun; otherwise only once the store is closed
+  private checkOpen(forLease = false): void {
+    if (this.closedBy && (forLease || this.closed)) throw new QrankError(this.closedBy.code, this.closedBy.message);
   }
 }
 

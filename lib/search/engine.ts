@@ -2,22 +2,33 @@
  * SearchEngine: the two stages the shop runs. The query (never translated) is embedded by
  * Qwen3-Embedding, the top recallK products are recalled from the collection's vector index with
  * the filter applied inside the search, Qwen3-Reranker scores those candidates, and the final score
- * can blend in business signals. Query embeddings and rerank scores are cached (bounded LRU) under
- * keys that include the model, the instruction and the exact text, so a changed product text is
- * never served an old score.
+ * can blend in business signals (numeric fields of the mapping, at most MAX_FUSION_SIGNALS). Query
+ * embeddings and rerank scores are cached in LRUs bounded by bytes (keys included: they are hashes)
+ * under keys that include the model, the instruction and the exact text, so a changed product text
+ * is never served an old score.
+ *
+ * Collections: one opening per name, shared by concurrent first calls (a failed one is forgotten).
+ * Names are checked first (checkCollectionName), so a name never reaches the file system unless it
+ * stays in the data directory. `drop` makes the name unknown at once (COLLECTION_NOT_FOUND), lets
+ * the searches, ingests and deletes already running finish, then closes the collection and removes
+ * its files; `create` or `collection` of that name waits for the drop. `close` does the same for
+ * every collection, and every later call is CLOSED.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
+import { z } from 'zod';
 import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
+import { parseOptions, positiveInt } from '../validate';
 import type { IndexOptions } from '../vector-index';
-import { Collection, type Mapping, fingerprint } from './collection';
-import type { Filter } from './filters';
+import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, type ProductRow, checkCollectionName, fingerprint } from './collection';
+import { type Filter, type Problem, fieldNameProblem, invalidInput, isPlainObject } from './filters';
 
 export interface SearchOptions {
+  /** Candidates recalled, at most MAX_RECALL_K (default 100). */
   recallK?: number;
   topN?: number;
   filter?: Filter;
@@ -25,7 +36,7 @@ export interface SearchOptions {
   instruction?: string;
   /** false: recall only. */
   rerank?: boolean;
-  /** final = (1 - sum of weights) x relevance + sum of weight x normalised signal. */
+  /** final = (1 - sum of weights) x relevance + sum of weight x normalised signal; signals are numeric fields of the mapping. */
   fusion?: { signals: Record<string, number> };
   explain?: boolean;
   signal?: AbortSignal;
@@ -49,14 +60,75 @@ export interface SearchResponse {
 }
 
 export interface CacheStats {
-  queryEmbeddings: { hits: number; misses: number; size: number };
-  rerankScores: { hits: number; misses: number; size: number };
+  queryEmbeddings: CacheStat;
+  rerankScores: CacheStat;
 }
 
+/** `size` entries taking `bytes` (keys, values and bookkeeping) of at most `maxBytes`. */
+export interface CacheStat {
+  hits: number;
+  misses: number;
+  size: number;
+  bytes: number;
+  maxBytes: number;
+}
+
+/** Byte bounds of the caches (defaults: 32 MiB each). */
+export interface CacheOptions {
+  queryEmbeddingsBytes?: number;
+  rerankScoresBytes?: number;
+}
+
+/** How a collection is opened or created: index and mapping of a new one; `reindex` after a model change. */
+export interface CollectionOptions {
+  index?: Partial<IndexOptions>;
+  mapping?: Mapping;
+  reindex?: boolean;
+}
+
+export const MAX_RECALL_K = 10_000;
+export const MAX_FUSION_SIGNALS = 16;
+// weights that sum to 1 in decimal may sum to 1 + 2^-52 in binary
+const WEIGHT_SUM_SLACK = 1e-9;
+
+const cacheOptions = z.object({ queryEmbeddingsBytes: positiveInt.optional(), rerankScoresBytes: positiveInt.optional() }).strict();
+const DEFAULT_CACHE_BYTES = 32 << 20;
+// what lru-cache and V8 keep per entry beside the key and the value (an estimate)
+const ENTRY_OVERHEAD_BYTES = 128;
+const COLLECTION_FILES = ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix'];
+
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const notFound = (name: string) => new QrankError('COLLECTION_NOT_FOUND', `no collection named '${name}'; create it first (POST /v1/collections or qrank index)`);
+
+/** The fusion of one search: weights, their sum, and each signal's range over the collection. */
+interface Fusion {
+  weights: Record<string, number>;
+  weightSum: number;
+  ranges: Map<string, { min: number; max: number }>;
+}
+
+/** What is wrong with fusion signals (field: weight in [0, 1], at most MAX_FUSION_SIGNALS, summing to at most 1), or undefined. */
+export function signalsProblem(signals: unknown): Problem | undefined {
+  if (!isPlainObject(signals)) return { path: [], message: 'must be an object of field: weight' };
+  const fields = Object.keys(signals);
+  if (fields.length > MAX_FUSION_SIGNALS) return { path: [], message: `at most ${MAX_FUSION_SIGNALS} signals, got ${fields.length}` };
+  let sum = 0;
+  for (const field of fields) {
+    const bad = fieldNameProblem(field);
+    if (bad) return { path: [], message: bad };
+    const w = signals[field];
+    if (typeof w !== 'number' || !(w >= 0 && w <= 1)) return { path: [field], message: 'must be a weight between 0 and 1' };
+    sum += w;
+  }
+  return sum > 1 + WEIGHT_SUM_SLACK ? { path: [], message: `the weights sum to ${sum}, more than 1` } : undefined;
+}
 
 export class SearchEngine {
-  private readonly collections = new Map<string, Collection>();
+  // one opening per name, shared by every caller (a failed one is removed: the next call tries again)
+  private readonly collections = new Map<string, Promise<Collection>>();
+  // names being dropped, to the end of the drop (the name is unknown meanwhile)
+  private readonly dropping = new Map<string, Promise<void>>();
+  private closing?: Promise<void>;
   private readonly queryCache: LRUCache<string, Float32Array>;
   private readonly scoreCache: LRUCache<string, number>;
   private readonly stats = { qHits: 0, qMisses: 0, sHits: 0, sMisses: 0 };
@@ -65,65 +137,102 @@ export class SearchEngine {
     private readonly dir: string,
     readonly embedder: Embedder,
     readonly reranker: Reranker | undefined,
-    cache: { queryEmbeddings?: number; rerankScores?: number },
+    cache: CacheOptions,
   ) {
-    this.queryCache = new LRUCache({ max: cache.queryEmbeddings ?? 10_000 });
-    this.scoreCache = new LRUCache({ max: cache.rerankScores ?? 200_000 });
+    this.queryCache = new LRUCache({ maxSize: cache.queryEmbeddingsBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (v, k) => ENTRY_OVERHEAD_BYTES + k.length + v.byteLength });
+    this.scoreCache = new LRUCache({ maxSize: cache.rerankScoresBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (_v, k) => ENTRY_OVERHEAD_BYTES + k.length + 8 });
   }
 
-  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: { queryEmbeddings?: number; rerankScores?: number } }): Promise<SearchEngine> {
+  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: CacheOptions }): Promise<SearchEngine> {
     if (!options?.dir || !options.embedder) throw invalid('SearchEngine.open needs { dir, embedder } (and a reranker for the second stage)');
-    return new SearchEngine(options.dir, options.embedder, options.reranker, options.cache ?? {});
+    return new SearchEngine(options.dir, options.embedder, options.reranker, parseOptions(cacheOptions, options.cache, 'cache'));
   }
 
   /** Opens (or creates) a collection. `reindex: true` re-embeds it when the embedding model changed. */
-  async collection(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
-    let c = this.collections.get(name);
-    if (!c) {
-      c = await Collection.open(this.dir, name, this.embedder, options);
-      this.collections.set(name, c);
-    }
-    return c;
+  async collection(name: string, options: CollectionOptions = {}): Promise<Collection> {
+    checkCollectionName(name);
+    while (this.dropping.has(name)) await this.dropping.get(name);
+    this.checkOpen();
+    return this.opening(name, options);
   }
 
-  /** Names of the collections stored in the data directory. */
+  // The opening of `name`, begun now unless one is on (or done).
+  private opening(name: string, options: CollectionOptions): Promise<Collection> {
+    let p = this.collections.get(name);
+    if (!p) {
+      const opening = Collection.open(this.dir, name, this.embedder, options);
+      opening.catch(() => this.collections.get(name) === opening && this.collections.delete(name));
+      this.collections.set(name, (p = opening));
+    }
+    return p;
+  }
+
+  /** Names of the collections stored in the data directory (not those being dropped). */
   names(): string[] {
     if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir)
       .filter((f) => f.endsWith('.sqlite'))
       .map((f) => f.slice(0, -'.sqlite'.length))
+      .filter((name) => COLLECTION_NAME.test(name) && !this.dropping.has(name))
       .sort();
   }
 
+  /** What each collection holds; one dropped while the list is made is left out. */
+  async list(): Promise<CollectionInfo[]> {
+    const infos: CollectionInfo[] = [];
+    for (const name of this.names()) {
+      try {
+        infos.push((await this.existing(name)).info());
+      } catch (err) {
+        if ((err as QrankError).code !== 'COLLECTION_NOT_FOUND') throw err;
+      }
+    }
+    return infos;
+  }
+
   has(name: string): boolean {
-    return this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`));
+    checkCollectionName(name);
+    this.checkOpen();
+    return !this.dropping.has(name) && (this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`)));
   }
 
   /** Opens a collection that must exist (COLLECTION_NOT_FOUND otherwise). */
   async existing(name: string): Promise<Collection> {
-    if (typeof name !== 'string' || !this.has(name)) throw new QrankError('COLLECTION_NOT_FOUND', `no collection named '${String(name)}'; create it first (POST /v1/collections or qrank index)`);
+    if (!this.has(name)) throw notFound(name);
     return this.collection(name);
   }
 
-  /** Creates a collection that must not exist yet (COLLECTION_EXISTS otherwise). */
+  /** Creates a collection that must not exist yet (COLLECTION_EXISTS otherwise); waits for a drop of that name. */
   async create(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping } = {}): Promise<Collection> {
+    checkCollectionName(name);
+    while (this.dropping.has(name)) await this.dropping.get(name);
     if (this.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
     return this.collection(name, options);
   }
 
-  /** Closes a collection and deletes its files. */
+  /** Deletes a collection once the searches, ingests and deletes running on it are over (see the header). */
   async drop(name: string): Promise<void> {
-    const c = await this.existing(name);
-    await c.idle();
-    c.close();
-    this.collections.delete(name);
-    for (const suffix of ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix']) rmSync(join(this.dir, name + suffix), { force: true });
+    if (!this.has(name)) throw notFound(name);
+    const opening = this.opening(name, {});
+    const done = (async () => {
+      try {
+        const c = await opening;
+        this.collections.delete(name);
+        await c.close(notFound(name));
+        for (const suffix of COLLECTION_FILES) rmSync(join(this.dir, name + suffix), { force: true });
+      } finally {
+        this.dropping.delete(name);
+      }
+    })();
+    this.dropping.set(name, done.catch(() => undefined)); // from now on the name is unknown; waiters only need the drop over
+    await done;
   }
 
   cacheStats(): CacheStats {
+    const stat = (cache: { size: number; calculatedSize: number; maxSize: number }, hits: number, misses: number): CacheStat => ({ hits, misses, size: cache.size, bytes: cache.calculatedSize, maxBytes: cache.maxSize });
     return {
-      queryEmbeddings: { hits: this.stats.qHits, misses: this.stats.qMisses, size: this.queryCache.size },
-      rerankScores: { hits: this.stats.sHits, misses: this.stats.sMisses, size: this.scoreCache.size },
+      queryEmbeddings: stat(this.queryCache, this.stats.qHits, this.stats.qMisses),
+      rerankScores: stat(this.scoreCache, this.stats.sHits, this.stats.sMisses),
     };
   }
 
@@ -132,47 +241,44 @@ export class SearchEngine {
     if (typeof query !== 'string' || query.trim() === '') throw invalid('query must be a non-empty string');
     const recallK = options.recallK ?? 100;
     const topN = options.topN ?? 10;
-    if (!Number.isInteger(recallK) || recallK < 1 || !Number.isInteger(topN) || topN < 1) throw invalid('recallK and topN must be positive integers');
+    if (!Number.isInteger(recallK) || recallK < 1 || recallK > MAX_RECALL_K || !Number.isInteger(topN) || topN < 1) {
+      throw invalid(`recallK must be an integer from 1 to ${MAX_RECALL_K}, topN a positive integer`);
+    }
     const weights = options.fusion?.signals ?? {};
-    const weightSum = Object.values(weights).reduce((a, b) => a + b, 0);
-    if (Object.values(weights).some((w) => !(w >= 0)) || weightSum > 1) throw invalid('fusion weights must be >= 0 and sum to at most 1');
+    const problem = signalsProblem(weights);
+    if (problem) throw invalidInput('fusion.signals', problem);
     const col = await this.existing(collectionName);
+    return col.lease(() => this.searchIn(col, query, { ...options, recallK, topN }, weights, t0));
+  }
 
+  private async searchIn(col: Collection, query: string, options: SearchOptions & { recallK: number; topN: number }, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
     const qvec = await this.queryVector(query, options.instruction, options.signal);
     const t1 = performance.now();
-    const recalled = await col.recall(qvec, recallK, options.filter);
+    const recalled = await col.recall(qvec, options.recallK, options.filter);
     const t2 = performance.now();
     const rows = col.rows(recalled.map((r) => r.vid));
+    const fusion: Fusion = { weights, weightSum: Object.values(weights).reduce((a, b) => a + b, 0), ranges: new Map(Object.keys(weights).map((f) => [f, col.signalRange(f)])) };
     const t3 = performance.now();
     const candidates = recalled.filter((r) => rows.has(r.vid));
     const rerank = options.rerank !== false && this.reranker !== undefined;
     const relevance = rerank ? await this.rerankScores(query, candidates.map((c) => rows.get(c.vid)!.rerankText), options) : candidates.map((c) => c.score);
     const t4 = performance.now();
-
-    const hits: SearchHit[] = candidates.map((c, i) => {
+    const hits = candidates.map((c, i): SearchHit => {
       const row = rows.get(c.vid)!;
-      const signals: NonNullable<SearchHit['explain']>['signals'] = {};
-      let score = (1 - weightSum) * relevance[i];
-      for (const [field, weight] of Object.entries(weights)) {
-        const value = Number(row.fields[field] ?? 0);
-        const { min, max } = col.signalRange(field);
-        const normalised = max > min && Number.isFinite(value) ? (value - min) / (max - min) : 0;
-        score += weight * normalised;
-        signals[field] = { value, normalised, weight, contribution: weight * normalised };
-      }
+      const { score, explain } = fuse(row, relevance[i], fusion);
       return {
         id: row.id,
         score,
         ...(rerank ? { rerankScore: relevance[i] } : {}),
         recallScore: c.score,
         fields: row.fields,
-        ...(options.explain ? { explain: { relevance: relevance[i], relevanceWeight: 1 - weightSum, signals } } : {}),
+        ...(options.explain ? { explain } : {}),
       };
     });
     hits.sort((a, b) => b.score - a.score);
     const t5 = performance.now();
     return {
-      results: hits.slice(0, topN),
+      results: hits.slice(0, options.topN),
       candidates: candidates.length,
       reranked: rerank,
       timings: { embedMs: t1 - t0, recallMs: t2 - t1, fetchMs: t3 - t2, rerankMs: t4 - t3, totalMs: t5 - t0 },
@@ -180,7 +286,7 @@ export class SearchEngine {
   }
 
   private async queryVector(query: string, instruction: string | undefined, signal?: AbortSignal): Promise<Float32Array> {
-    const key = `${fingerprint(this.embedder)}\0${instruction ?? ''}\0${query}`;
+    const key = sha(`${fingerprint(this.embedder)}\0${instruction ?? ''}\0${query}`);
     const hit = this.queryCache.get(key);
     if (hit) {
       this.stats.qHits++;
@@ -195,7 +301,7 @@ export class SearchEngine {
   // Scores come from the cache when the same model, instruction, query and document text were seen.
   private async rerankScores(query: string, texts: string[], options: SearchOptions): Promise<number[]> {
     const rr = this.reranker!;
-    const base = `${rr.info.description}\0${rr.info.sizeBytes}\0${options.instruction ?? ''}\0${query}\0`;
+    const base = sha(`${rr.info.description}\0${rr.info.sizeBytes}\0${options.instruction ?? ''}\0${query}`);
     const keys = texts.map((t) => base + sha(t));
     const out = keys.map((k) => this.scoreCache.get(k));
     const todo = out.map((s, i) => (s === undefined ? i : -1)).filter((i) => i >= 0);
@@ -211,8 +317,34 @@ export class SearchEngine {
     return out as number[];
   }
 
-  close(): void {
-    for (const c of this.collections.values()) c.close();
-    this.collections.clear();
+  /** Closes every collection once the work running on it is over (see the header); later calls are CLOSED. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.dropping.values());
+      const opened = await Promise.allSettled(this.collections.values());
+      const reason = { code: 'CLOSED' as const, message: 'the SearchEngine is closed' };
+      await Promise.all(opened.map((o) => o.status === 'fulfilled' && o.value.close(reason)));
+      this.collections.clear();
+    })();
+    return this.closing;
   }
+
+  private checkOpen(): void {
+    if (this.closing) throw new QrankError('CLOSED', 'the SearchEngine is closed');
+  }
+}
+
+/** The final score of a row: relevance blended with the normalised signals (a value that is not a number counts 0). */
+function fuse(row: ProductRow, relevance: number, fusion: Fusion): { score: number; explain: NonNullable<SearchHit['explain']> } {
+  const signals: NonNullable<SearchHit['explain']>['signals'] = {};
+  let score = (1 - fusion.weightSum) * relevance;
+  for (const [field, weight] of Object.entries(fusion.weights)) {
+    const raw = Object.hasOwn(row.fields, field) ? row.fields[field] : undefined;
+    const value = typeof raw === 'number' ? raw : 0;
+    const { min, max } = fusion.ranges.get(field)!;
+    const normalised = typeof raw === 'number' && max > min ? Math.min(1, Math.max(0, (value - min) / (max - min))) : 0;
+    score += weight * normalised;
+    signals[field] = { value, normalised, weight, contribution: weight * normalised };
+  }
+  return { score, explain: { relevance, relevanceWeight: 1 - fusion.weightSum, signals } };
 }

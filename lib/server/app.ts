@@ -273,7 +273,7 @@ export function createApp(options: ServerOptions) {
       res.json(
         results.map((r) => ({
           index: r.index,
-          score: body.raw_scores ? Math.log(r.score / (1 - r.score)) : r.score,
+          score: body.raw_scores ? r.logit : r.score, // TEI's raw score is the logit, kept from the engine (P(yes) saturates)
           ...(body.return_text ? { text: body.texts[r.index] } : {}),
         })),
       );
@@ -379,10 +379,7 @@ export function createApp(options: ServerOptions) {
   }));
 
   app.get('/v1/collections', auth, route(async (_req, res) => {
-    const se = needSearch();
-    const data = [];
-    for (const name of se.names()) data.push((await se.existing(name)).info());
-    res.json({ object: 'list', data });
+    res.json({ object: 'list', data: await needSearch().list() });
   }));
 
   app.post('/v1/collections', auth, json, onBodyError, route(async (req, res) => {

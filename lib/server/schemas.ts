@@ -4,6 +4,9 @@
  * the field.
  */
 import { z } from 'zod';
+import { COLLECTION_NAME } from '../search/collection';
+import { MAX_FUSION_SIGNALS, MAX_RECALL_K, signalsProblem } from '../search/engine';
+import { MAX_FILTER_FIELDS, MAX_FILTER_STRING_LENGTH, MAX_IN_VALUES, type Problem, filterProblem } from '../search/filters';
 import { mappingSchema } from '../search/mapping';
 import { HttpError } from './http-errors';
 
@@ -79,12 +82,25 @@ export function documentText(d: z.infer<typeof documentItem>): string {
   return typeof d === 'string' ? d : d.text;
 }
 
-const name = z.string().regex(/^[\w-]{1,64}$/, 'must be 1-64 letters, digits, _ or -');
-const scalar = z.union([z.string(), z.number(), z.boolean()]);
+/**
+ * A value the library checks itself: the same bounds and messages as a library call gets, on the
+ * body as parsed (zod's records drop a `__proto__` key, which must be refused, not ignored).
+ * `shape` types it and documents it in the OpenAPI document.
+ */
+function checkedBy<T extends z.ZodType>(problem: (v: unknown) => Problem | undefined, shape: T) {
+  const check = z.custom<z.infer<T>>().superRefine((v, ctx) => {
+    const p = problem(v);
+    if (p) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+  });
+  return check.and(shape);
+}
+
+const name = z.string().regex(COLLECTION_NAME, 'must be 1-64 letters, digits, _ or -');
+const scalar = z.union([text.max(MAX_FILTER_STRING_LENGTH), z.number(), z.boolean()]);
 const fieldFilter = z.union([
   scalar,
   z
-    .object({ eq: scalar, ne: scalar, lt: z.number(), lte: z.number(), gt: z.number(), gte: z.number(), in: z.array(scalar).min(1) })
+    .object({ eq: scalar, ne: scalar, lt: z.number(), lte: z.number(), gt: z.number(), gte: z.number(), in: z.array(scalar).min(1).max(MAX_IN_VALUES) })
     .partial()
     .strict(),
 ]);
@@ -128,12 +144,12 @@ export const searchBody = z
   .object({
     collection: name,
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
-    recall_k: z.number().int().positive().max(10_000).optional(),
+    recall_k: z.number().int().positive().max(MAX_RECALL_K).optional(),
     top_n: z.number().int().positive().optional(),
-    filter: z.record(z.string(), fieldFilter).optional(),
+    filter: checkedBy(filterProblem, z.record(z.string(), fieldFilter).meta({ maxProperties: MAX_FILTER_FIELDS })).optional(),
     instruction: text.optional(),
     rerank: z.boolean().optional(),
-    fusion: z.object({ signals: z.record(z.string(), z.number().min(0).max(1)) }).strict().optional(),
+    fusion: z.object({ signals: checkedBy(signalsProblem, z.record(z.string(), z.number().min(0).max(1)).meta({ maxProperties: MAX_FUSION_SIGNALS })) }).strict().optional(),
     explain: z.boolean().optional(),
   })
   .strict();

@@ -3,6 +3,7 @@
 // drive; every call is asynchronous and reports through a callback on the scheduler thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,8 +19,6 @@
 
 namespace qrank {
 
-enum class Device { kAuto, kCpu, kCuda };
-
 struct PipelineOptions {
   std::string model_path;
   Role role = Role::kReranker;
@@ -28,6 +27,7 @@ struct PipelineOptions {
   int batch_tokens = 0;   // token budget per batch (0: engine default)
   int max_sequences = 0;  // sequences per batch (0: engine default)
   int threads = 0;        // CPU threads (0: all cores)
+  int device_index = 0;   // which GPU, for device kCuda
   std::function<bool(float)> on_progress;  // load progress 0..1; return false to abort
 };
 
@@ -38,10 +38,16 @@ struct Outcome {
   std::string message;
   std::vector<float> values;
   size_t width = 0;
+  std::vector<float> logits;          // scores only: the relevance logit of each pair (values = sigmoid)
   std::vector<int32_t> token_counts;  // tokens per input after truncation
   uint32_t truncated = 0;             // inputs that were truncated
 };
 using Callback = std::function<void(Outcome&&)>;
+
+struct PipelineStats {
+  SchedulerStats scheduler;
+  uint64_t query_prompts = 0;  // distinct rerank queries tokenised (once per call, not per document)
+};
 
 struct Pair {
   std::string query;
@@ -56,6 +62,7 @@ class Pipeline {
   const ModelInfo& info() const { return model_->info(); }
   std::string recipe() const;
   std::string backend() const;
+  EngineLimits limits() const { return scheduler_->engine().limits(); }
   size_t max_length() const { return max_length_; }
   std::string default_instruction() const;
 
@@ -66,14 +73,15 @@ class Pipeline {
   std::pair<std::string, Tokens> format_pair(const Pair& pair, const std::string& instruction) const;
   std::pair<std::string, Tokens> format_text(const std::string& text, TextKind kind, const std::string& instruction) const;
 
-  // Relevance P(yes) in [0,1] for each pair, in input order. An empty instruction means the default.
+  // Relevance P(yes) in [0,1] for each pair, in input order, with its logit. An empty instruction
+  // means the default. Pairs with the same query share its tokens (tokenised once) and its prefix.
   uint64_t score(std::vector<Pair> pairs, std::string instruction, Callback done);
   // One embedding per text, L2-normalised; dimensions > 0 truncates (Matryoshka) and renormalises.
   uint64_t embed(std::vector<std::string> texts, TextKind kind, std::string instruction, int dimensions, Callback done);
 
   void cancel(uint64_t id) { scheduler_->cancel(id); }
   void close() { scheduler_->close(); }
-  SchedulerStats stats() const { return scheduler_->stats(); }
+  PipelineStats stats() const { return PipelineStats{scheduler_->stats(), query_prompts_.load()}; }
 
  private:
   Pipeline() = default;
@@ -85,6 +93,7 @@ class Pipeline {
   std::unique_ptr<Scheduler> scheduler_;
   Role role_ = Role::kReranker;
   size_t max_length_ = 0;
+  std::atomic<uint64_t> query_prompts_{0};
 };
 
 }  // namespace qrank

@@ -23,12 +23,23 @@ struct OutputSpec {
   };
   Kind kind = Kind::kPooled;
   std::string head_tensor;        // kHeadRows: the matrix
-  std::vector<int64_t> head_rows;  // kHeadRows: its rows, in output order
+  std::vector<int64_t> head_rows;  // kHeadRows: its rows, in output order; with two rows the
+                                   // relevance logit is row 0 - row 1 (an engine may compute it)
 };
 
 struct Prompt {
   Tokens tokens;
   bool truncated = false;
+  int32_t shared = 0;  // leading tokens shared by every prompt of the same query (0: none)
+};
+
+// The part of a rerank prompt that depends on the query and instruction only, tokenised once per
+// request and shared by all its documents.
+struct QueryPrompt {
+  Tokens head;  // the template's start, the instruction and the query, up to where the document goes
+  std::string instruction;
+  std::string query;
+  int32_t fixed = 0;  // leading tokens of head that depend on neither the query nor the instruction
 };
 
 class RerankRecipe {
@@ -39,12 +50,17 @@ class RerankRecipe {
   virtual OutputSpec output() const = 0;
   // The prompt text of one pair, as the model card writes it (for display and tests).
   virtual std::string text(const std::string& query, const std::string& document, const std::string& instruction) const = 0;
+  // The query's part of every prompt; throws Error(kInvalidInput) when it leaves no room for a
+  // document within max_tokens.
+  virtual QueryPrompt query(const std::string& query, const std::string& instruction, size_t max_tokens) const = 0;
   // Token ids of one pair, at most max_tokens; documents are cut, the template never is.
-  virtual Prompt tokens(const std::string& query, const std::string& document, const std::string& instruction,
-                        size_t max_tokens) const = 0;
-  // The engine's outputs for one sequence -> relevance in [0, 1].
-  virtual float score(const float* outputs, size_t n) const = 0;
+  virtual Prompt tokens(const QueryPrompt& query, const std::string& document, size_t max_tokens) const = 0;
+  // The engine's raw outputs for one sequence -> the relevance logit; relevance = sigmoid(logit).
+  virtual float logit(const float* outputs, size_t n) const = 0;
 };
+
+// Relevance in [0, 1] from a relevance logit.
+float relevance(float logit);
 
 class EmbedRecipe {
  public:
@@ -54,6 +70,8 @@ class EmbedRecipe {
   virtual OutputSpec output() const = 0;
   virtual std::string text(const std::string& text, TextKind kind, const std::string& instruction) const = 0;
   virtual Prompt tokens(const std::string& text, TextKind kind, const std::string& instruction, size_t max_tokens) const = 0;
+  // Leading tokens that every input of this kind and instruction begins with (0: none known).
+  virtual Tokens common_prefix(TextKind, const std::string&) const { return {}; }
 };
 
 // Pick the recipe from the file's metadata; throws Error(kBadModel) when the model cannot serve the role.

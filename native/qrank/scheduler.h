@@ -1,7 +1,8 @@
 // The scheduler owns an engine on its own thread. Jobs from any number of callers are queued,
 // prepared (tokenised) on that thread, and their sequences packed into shared batches up to the
-// engine's token budget, in arrival order; sequences of one job that begin with the same tokens
-// (one query, many documents) are grouped so the engine can evaluate that prefix once.
+// engine's token budget, in arrival order. A job says which of its sequences begin with the same
+// tokens (one query, many documents: a prefix group) and how many; the scheduler hands such groups
+// to the engine, which evaluates the prefix once. Nothing compares tokens to rediscover them.
 #pragma once
 
 #include <atomic>
@@ -29,7 +30,10 @@ class Job {
   // holds outputs_per_sequence floats per sequence.
   virtual void finish(const Error* error) = 0;
 
-  std::vector<Tokens>& sequences() { return sequences_; }
+  // Appends a sequence. Sequences of one job with the same `group` (>= 0) begin with the same
+  // `shared` tokens (the prefix the engine may evaluate once).
+  void add_sequence(Tokens tokens, int32_t group = -1, int32_t shared = 0);
+  const std::vector<Tokens>& sequences() const { return sequences_; }
   std::vector<float>& outputs() { return outputs_; }
   uint64_t id() const { return id_; }
   void cancel() { cancelled_.store(true); }
@@ -37,7 +41,12 @@ class Job {
 
  private:
   friend class Scheduler;
+  struct Prefix {
+    int32_t group;
+    int32_t shared;
+  };
   std::vector<Tokens> sequences_;
+  std::vector<Prefix> prefixes_;  // one per sequence
   std::vector<float> outputs_;
   uint64_t id_ = 0;
   size_t next_ = 0;    // first sequence not yet scheduled
@@ -83,6 +92,8 @@ class Scheduler {
   void prepare_new(std::unique_lock<std::mutex>& lock);
   std::vector<Slice> take_batch();
   void run_batch(const std::vector<Slice>& slices);
+  static bool shares_prefix(const Job& job, size_t a, size_t b);
+  static size_t reusable(const Job& job, size_t i);
   void finish_job(const std::shared_ptr<Job>& job, const Error* error);
   void reap_cancelled();
 

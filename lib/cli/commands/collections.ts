@@ -46,7 +46,7 @@ export function registerCollections(program: Command, io: CliIO): void {
         if (r.rejected > 0) process.exitCode = 3; // partial success, for scripts
       } finally {
         bar.stop();
-        se.close();
+        await se.close();
         await embedder!.close();
       }
     });
@@ -83,7 +83,7 @@ export function registerCollections(program: Command, io: CliIO): void {
         const t = r.timings;
         io.stdout.write(`embed ${t.embedMs.toFixed(1)} ms, recall ${t.recallMs.toFixed(1)} ms, rerank ${t.rerankMs.toFixed(1)} ms, total ${t.totalMs.toFixed(1)} ms\n`);
       } finally {
-        se.close();
+        await se.close();
         await Promise.all([embedder?.close(), reranker?.close()]);
       }
     });

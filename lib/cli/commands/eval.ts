@@ -72,7 +72,7 @@ export async function runEval(options: { dataset: string; embedderPath?: string;
       synthetic: Boolean(embedder!.info.synthetic || reranker?.info.synthetic),
     };
   } finally {
-    se.close();
+    await se.close();
     rmSync(work, { recursive: true, force: true });
     await Promise.all([embedder?.close(), reranker?.close()]);
   }

@@ -22,6 +22,10 @@ interface MakeTestModelFlags {
   shape: TestModelShapeName;
   type?: TestModelType;
   seed?: number;
+  tied?: boolean;
+  headScale?: string;
+  eos?: 'endoftext' | 'im_end';
+  addEos?: boolean;
 }
 
 function parseSeed(value: string): number {
@@ -55,10 +59,16 @@ export function registerMakeTestModel(program: Command, io: CliIO): void {
       `PRNG seed (default: ${TEST_MODEL_KINDS.map((k) => `${DEFAULT_SEEDS[k]} ${k}`).join(', ')})`,
       parseSeed,
     )
+    .option('--tied', 'causal: no output.weight, the head is tied to token_embd (as Qwen3-0.6B)')
+    .option('--head-scale <x>', 'reranker: scale the yes/no head, so P(yes) saturates as in a trained model')
+    .addOption(new Option('--eos <token>', 'the EOS id the file declares').choices(['endoftext', 'im_end']))
+    .option('--add-eos', 'set tokenizer.ggml.add_eos_token (some conversions do)')
     .action(async (flags: MakeTestModelFlags) => {
       const bar = progressBar(io, `writing ${flags.out} (MiB)`);
+      const { tied, headScale, eos, addEos, ...rest } = flags;
+      const variant = { tied, headScale: headScale === undefined ? undefined : Number(headScale), eos, addEosToken: addEos };
       try {
-        const result = await makeTestModel({ ...flags, onProgress: (done, total) => bar.update(Math.round(done / MIB), Math.round(total / MIB)) });
+        const result = await makeTestModel({ ...rest, variant, onProgress: (done, total) => bar.update(Math.round(done / MIB), Math.round(total / MIB)) });
         bar.stop();
         io.stdout.write(
           `path    ${result.path}\n` +
