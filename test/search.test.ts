@@ -236,7 +236,15 @@ describe('consistency', () => {
       const col = await se2.collection('p', { reindex: true });
       expect(col.pendingCount()).toBe(0);
       expect(col.vectorCount).toBe(10);
-      se2.close();
+      await se2.close();
+      // the same file under a differently worded description (an older qrank's) is the same model
+      const db = new (require('better-sqlite3'))(join(dir, 'model', 'p.sqlite'));
+      const fp = JSON.parse(db.prepare("SELECT value FROM meta WHERE key = 'embedder'").get().value);
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'embedder'").run(JSON.stringify({ ...fp, description: 'qwen3 ?B all F32' }));
+      db.close();
+      const se3 = await SearchEngine.open({ dir: join(dir, 'model'), embedder: em2 });
+      expect((await se3.collection('p')).vectorCount).toBe(10);
+      await se3.close();
     } finally {
       await em2.close();
     }

@@ -131,6 +131,22 @@ export function fingerprint(embedder: Embedder): string {
   return fp;
 }
 
+/**
+ * Whether two fingerprints name the same model: the same dimension and sampled weights. The
+ * description is for messages only: how it is worded changed (llama.cpp's, then qrank's own from the
+ * GGUF metadata) and must not make a collection of the same file a MODEL_MISMATCH.
+ */
+export function sameModel(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const x = JSON.parse(a) as { dim?: unknown; weights?: unknown };
+    const y = JSON.parse(b) as { dim?: unknown; weights?: unknown };
+    return typeof x.weights === 'string' && x.weights === y.weights && x.dim === y.dim;
+  } catch {
+    return false;
+  }
+}
+
 export class Collection {
   readonly name: string;
   private readonly db: Database.Database;
@@ -190,15 +206,15 @@ export class Collection {
     const fp = fingerprint(this.embedder);
     const stored = this.meta('embedder');
     const count = this.size;
-    if (stored && stored !== fp && count > 0 && !options.reindex) {
+    const changed = stored !== undefined && !sameModel(stored, fp);
+    if (changed && count > 0 && !options.reindex) {
       throw new QrankError('MODEL_MISMATCH', `collection '${this.name}' was embedded with another model (${JSON.parse(stored).description}); ` +
         'vectors of two models never mix: reopen it with { reindex: true } to embed every product again');
     }
     if (options.mapping) this.setMeta('mapping', JSON.stringify(options.mapping));
     if (!this.meta('index')) this.setMeta('index', JSON.stringify({ metric: 'ip', kind: 'hnsw', ...options.index, dim: this.embedder.info.embeddingLength }));
     const spec = JSON.parse(this.meta('index')!) as IndexOptions;
-    const reindex = stored !== undefined && stored !== fp;
-    if (reindex || !existsSync(this.indexPath)) {
+    if (changed || !existsSync(this.indexPath)) {
       spec.dim = this.embedder.info.embeddingLength;
       this.setMeta('index', JSON.stringify(spec));
       this.index = VectorIndex.create(spec);
