@@ -154,7 +154,13 @@ std::unique_ptr<Pipeline> Pipeline::open(const PipelineOptions& options) {
   // The engine is chosen from the file's facts first, so llama.cpp loads its CPU weights only for
   const ModelInfo facts = read_model_info(*GgufFile::open(options.model_path));
   const EnginePlan plan = plan_engine(options.device, facts, options.role);
-  p->model_ = Model::load(options.model_path, options.on_progress, plan.load);
+  // One progress from 0 to 1 over the whole load: an engine that uploads its own weights gets most
+  // of the range, after the vocabulary-only load.
+  const float split = plan.load.weights ? 1.0f : 0.05f;
+  const auto& progress = options.on_progress;
+  const std::function<bool(float)> model_progress = [&progress, split](float x) { return !progress || progress(x * split); };
+  const std::function<bool(float)> engine_progress = [&progress, split](float x) { return !progress || progress(split + x * (1.0f - split)); };
+  p->model_ = Model::load(options.model_path, model_progress, plan.load);
   OutputSpec output;
   if (options.role == Role::kReranker) {
     p->rerank_ = make_rerank_recipe(*p->model_);
@@ -165,7 +171,7 @@ std::unique_ptr<Pipeline> Pipeline::open(const PipelineOptions& options) {
   }
   const size_t context = static_cast<size_t>(std::max<int64_t>(p->model_->info().context_length, 1));
   p->max_length_ = options.max_length > 0 ? std::min<size_t>(options.max_length, context) : context;
-  EngineOptions engine_options{options.batch_tokens, options.max_sequences, options.threads, options.device_index, options.on_progress};
+  EngineOptions engine_options{options.batch_tokens, options.max_sequences, options.threads, options.device_index, engine_progress};
   p->scheduler_ = std::make_unique<Scheduler>(make_engine(plan, *p->model_, output, engine_options));
   return p;
 }

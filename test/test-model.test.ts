@@ -318,6 +318,23 @@ describe('determinism', () => {
 });
 
 describe('shapes', () => {
+  it('small has Qwen3\'s head size with few parameters, and loads in llama.cpp', async () => {
+    expect(TEST_MODEL_SHAPES.small).toMatchObject({ headDim: 128, headCount: 4, headCountKv: 2, embeddingLength: 128, blockCount: 2 });
+    const out = tmp('small-reranker.gguf');
+    await makeTestModel({ kind: 'reranker', shape: 'small', type: 'q8_0', out });
+    expect(fs.statSync(out).size).toBeLessThan(32 << 20); // the 151936-row embedding table is most of it
+    const { Reranker } = await import('../lib/reranker');
+    const rr = await Reranker.load({ model: out, threads: 1 });
+    try {
+      expect(rr.info).toMatchObject({ headDim: 128, heads: 4, kvHeads: 2, embeddingLength: 128, weightType: 'q8_0' });
+      const [r] = await rr.rerank('auriculares bluetooth', ['wireless headphones']);
+      expect(r.score).toBeGreaterThan(0);
+      expect(r.score).toBeLessThan(1);
+    } finally {
+      await rr.close();
+    }
+  });
+
   it('0.6b and 4b match Qwen3-0.6B and Qwen3-4B', () => {
     expect(TEST_MODEL_SHAPES['0.6b']).toEqual({
       blockCount: 28,

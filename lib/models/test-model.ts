@@ -26,11 +26,11 @@ import { GGUFFile } from '../gguf/reader';
 import { GGUFWriter } from '../gguf/writer';
 
 export type TestModelKind = 'reranker' | 'embedder' | 'causal';
-export type TestModelShapeName = 'tiny' | '0.6b' | '4b';
+export type TestModelShapeName = 'tiny' | 'small' | '0.6b' | '4b';
 export type TestModelType = 'f32' | 'f16' | 'bf16' | 'q8_0';
 
 export const TEST_MODEL_KINDS: readonly TestModelKind[] = ['reranker', 'embedder', 'causal'];
-export const TEST_MODEL_SHAPE_NAMES: readonly TestModelShapeName[] = ['tiny', '0.6b', '4b'];
+export const TEST_MODEL_SHAPE_NAMES: readonly TestModelShapeName[] = ['tiny', 'small', '0.6b', '4b'];
 export const TEST_MODEL_TYPES: readonly TestModelType[] = ['f32', 'f16', 'bf16', 'q8_0'];
 
 export interface TestModelShape {
@@ -45,7 +45,11 @@ export interface TestModelShape {
   headDim: number;
 }
 
-/** Hyper-parameters: `tiny` for fast tests, the others exactly those of Qwen3-0.6B and Qwen3-4B. */
+/**
+ * Hyper-parameters: `tiny` for fast tests; `small` the smallest shape with Qwen3's head size of 128
+ * (what the CUDA engine's attention implements), for quick GPU checks (about 27 MB in q8_0, mostly the embedding table); the
+ * others exactly those of Qwen3-0.6B and Qwen3-4B.
+ */
 export const TEST_MODEL_SHAPES: Readonly<Record<TestModelShapeName, TestModelShape>> = {
   tiny: {
     blockCount: 2,
@@ -55,6 +59,15 @@ export const TEST_MODEL_SHAPES: Readonly<Record<TestModelShapeName, TestModelSha
     headCount: 4,
     headCountKv: 2,
     headDim: 16,
+  },
+  small: {
+    blockCount: 2,
+    contextLength: { reranker: 2048, embedder: 2048, causal: 2048 },
+    embeddingLength: 128,
+    feedForwardLength: 384,
+    headCount: 4,
+    headCountKv: 2,
+    headDim: 128,
   },
   '0.6b': {
     blockCount: 28,
