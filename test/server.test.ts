@@ -102,6 +102,26 @@ describe('other shapes, by plain fetch', () => {
     expect((await post('/score', { text_1: ['a', 'b'], text_2: ['c'] })).status).toBe(400);
   });
 
+  it("llama.cpp's server: top_n with texts, empty lists refused, mixed string and token inputs", async () => {
+    const top = await (await post('/rerank', { query, texts: docs, top_n: 2 })).json();
+    const all = await (await post('/rerank', { query, texts: docs })).json();
+    expect(top).toEqual(all.slice(0, 2));
+    // an empty list is an error on every rerank route, as llama.cpp's server, TEI and Cohere answer
+    for (const [path, body] of [['/rerank', { query, documents: [] }], ['/rerank', { query, texts: [] }], ['/v1/rerank', { query, documents: [] }], ['/v2/rerank', { query, documents: [] }]] as const) {
+      const res = await post(path, body);
+      expect({ path, body, status: res.status }).toEqual({ path, body, status: 400 });
+      expect((await res.json()).error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/^(documents|texts): /) });
+    }
+    const ids = em.tokenize('auriculares bluetooth');
+    const mixed = await (await post('/v1/embeddings', { input: ['无线蓝牙降噪耳机', ids], encoding_format: 'float' })).json();
+    const want = await em.embed(['无线蓝牙降噪耳机', em.detokenize(ids)], { kind: 'document' });
+    expect(mixed.data).toHaveLength(2);
+    mixed.data.forEach((d: { embedding: number[] }, i: number) => d.embedding.forEach((x, j) => expect(x).toBeCloseTo(want[i][j], 6)));
+    // token ids past int32 would wrap around to another token: refused
+    const wrapped = await post('/v1/embeddings', { input: [[2 ** 32 + 5]] });
+    expect(wrapped.status).toBe(400);
+  });
+
   it('max_tokens_per_doc cuts documents before scoring', async () => {
     const long = 'impermeable '.repeat(400);
     const r = await (await post('/v2/rerank', { query, documents: [long], max_tokens_per_doc: 5 })).json();
@@ -133,7 +153,6 @@ describe('limits and bad input', () => {
       expect({ path, status: res.status }).toEqual({ path, status });
       expect((await res.json()).error.code).toBe(code);
     }
-    expect((await (await post('/v1/rerank', { query: 'q', documents: [] })).json()).results).toEqual([]);
     const huge = await (await post('/v1/rerank', { query: 'q', documents: ['a', 'b'], top_n: 1e9 })).json();
     expect(huge.results).toHaveLength(2);
   });

@@ -269,7 +269,7 @@ export function createApp(options: ServerOptions) {
         const long = body.texts.findIndex((t) => rr.formatPair(body.query, t).tokens.length >= limit);
         if (long >= 0) throw new HttpError(413, 'INPUT_TOO_LONG', `texts[${long}] is longer than ${limit} tokens; send truncate: true`);
       }
-      const results = await rr.rerank(body.query, texts, { instruction: body.instruction, signal: ctx.signal });
+      const results = await rr.rerank(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal: ctx.signal });
       res.json(
         results.map((r) => ({
           index: r.index,
@@ -453,10 +453,9 @@ export function createApp(options: ServerOptions) {
   };
 }
 
-function normaliseInput(input: unknown, em: Embedder): string[] {
+/** The texts of an embeddings `input`: one text, one token-id list, or a list of either (validated by embeddingsBody). */
+function normaliseInput(input: string | number[] | (string | number[])[], em: Embedder): string[] {
   if (typeof input === 'string') return [input];
-  const list = input as unknown[];
-  if (list.length > 0 && typeof list[0] === 'number') return [em.detokenize(list as number[])];
-  if (list.length > 0 && Array.isArray(list[0])) return (list as number[][]).map((ids) => em.detokenize(ids));
-  return list as string[];
+  if (typeof input[0] === 'number') return [em.detokenize(input as number[])];
+  return (input as (string | number[])[]).map((item) => (typeof item === 'string' ? item : em.detokenize(item)));
 }

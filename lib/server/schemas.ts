@@ -8,14 +8,17 @@ import { HttpError } from './http-errors';
 
 const text = z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode (lone surrogate)');
 const documentItem = z.union([text, z.object({ text }).passthrough()]);
+const topN = z.number().int().positive();
+// llama.cpp's server, TEI and Cohere all refuse to rerank nothing
+const nonEmpty = 'must not be empty: send at least one';
 
 /** Cohere v1 and Jina share POST /v1/rerank; Cohere v2 is POST /v2/rerank; llama.cpp server uses /rerank. */
 export const rerankBody = z
   .object({
     model: z.string().optional(),
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
-    documents: z.array(documentItem),
-    top_n: z.number().int().positive().optional(),
+    documents: z.array(documentItem).min(1, `${nonEmpty} document`),
+    top_n: topN.optional(),
     return_documents: z.boolean().optional(),
     max_tokens_per_doc: z.number().int().positive().optional(),
     max_chunks_per_doc: z.number().int().positive().optional(),
@@ -29,7 +32,8 @@ export const rerankBody = z
 export const teiRerankBody = z
   .object({
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
-    texts: z.array(text),
+    texts: z.array(text).min(1, `${nonEmpty} text`),
+    top_n: topN.optional(), // llama.cpp's server reads it in this shape too
     raw_scores: z.boolean().optional(),
     return_text: z.boolean().optional(),
     truncate: z.boolean().optional(),
@@ -49,11 +53,17 @@ export const scoreBody = z
   })
   .passthrough();
 
-/** OpenAI's POST /v1/embeddings. Token-id inputs are accepted and decoded with the model's vocabulary. */
+// token ids are int32 in the engine: a larger one would wrap around to another token
+const tokenIds = z.array(z.number().int().nonnegative().max(0x7fffffff));
+
+/**
+ * OpenAI's POST /v1/embeddings: one text, one list of token ids, or a list whose items are texts or
+ * token-id lists, mixed as llama.cpp's server accepts. Token ids are decoded with the model's vocabulary.
+ */
 export const embeddingsBody = z
   .object({
     model: z.string().optional(),
-    input: z.union([text, z.array(text), z.array(z.number().int().nonnegative()), z.array(z.array(z.number().int().nonnegative()))]),
+    input: z.union([text, tokenIds, z.array(z.union([text, tokenIds]))]),
     encoding_format: z.enum(['float', 'base64']).optional(),
     dimensions: z.number().int().positive().optional(),
     user: z.string().optional(),
