@@ -10,7 +10,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { createApp } from '../lib/server/app';
-import { MODELS, makeDocs, openApiChecker, recordingApp } from './helpers';
+import { MODELS, makeDocs, openApiChecker, recordingApp, throwsWithCode } from './helpers';
 
 let rr: Reranker;
 let em: Embedder;
@@ -173,6 +173,10 @@ describe('limits and bad input', () => {
   it('requires the API key on API routes, not on health or metrics', async () => {
     expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: '' })).status).toBe(401);
     expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: 'Bearer wrong' })).status).toBe(401);
+    for (const near of ['Bearer test', 'Bearer test-key-', 'Bearer  ', KEY]) expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: near })).status).toBe(401);
+    expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: `bearer  ${KEY} ` })).status).toBe(200);
+    // keys that would turn authentication off, let an empty token in, or never match
+    for (const apiKeys of [[], [''], [' '], [KEY, ''], [' padded']]) throwsWithCode(() => createApp({ apiKeys, logger: pino({ level: 'silent' }) }), 'INVALID_INPUT');
     expect((await fetch(`${base}/health`)).status).toBe(200);
     expect((await fetch(`${base}/ready`)).status).toBe(200);
   });

@@ -4,11 +4,12 @@
  * queueing without bound; a client that disconnects cancels its queued work.
  */
 import { isUtf8 } from 'node:buffer';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pino, { type Logger } from 'pino';
 import type { Embedder } from '../embedder';
+import { invalid } from '../errors';
 import type { Reranker, RerankResult } from '../reranker';
 import type { Mapping } from '../search/collection';
 import type { SearchEngine, SearchHit } from '../search/engine';
@@ -56,7 +57,7 @@ export interface ServerOptions {
   rerankerName?: string;
   embedderName?: string;
   limits?: Partial<ServerLimits>;
-  /** When set, every API route needs `Authorization: Bearer <one of these>`. */
+  /** When set, every API route needs `Authorization: Bearer <one of these>` (see checkApiKeys). */
   apiKeys?: string[];
   /** Allowed CORS origins; none (the default) sends no CORS headers. */
   corsOrigins?: string[];
@@ -82,7 +83,36 @@ interface Ctx {
 
 type Handler = (req: Request, res: Response, ctx: Ctx) => Promise<void>;
 
+/**
+ * API keys must be a non-empty list of non-empty strings without surrounding whitespace: an empty
+ * list or key would turn authentication off or let an empty token in, and a key with surrounding
+ * whitespace could never match (the header's token is trimmed). INVALID_INPUT otherwise.
+ */
+export function checkApiKeys(keys: readonly unknown[]): asserts keys is string[] {
+  if (keys.length === 0) throw invalid('the list of API keys is empty, which would turn authentication off; name at least one key, or none at all to serve without authentication');
+  keys.forEach((k, i) => {
+    if (typeof k !== 'string' || k.trim() === '') throw invalid(`API key ${i + 1} of ${keys.length} is empty, which would let an empty token in; name non-empty keys`);
+    if (k.trim() !== k) throw invalid(`API key ${i + 1} of ${keys.length} starts or ends with whitespace, so no request could send it`);
+  });
+}
+
+/**
+ * Whether a presented token is one of `keys`, in a time that depends on neither: SHA-256 digests
+ * (equal lengths) compared with timingSafeEqual, against every key.
+ */
+function keyMatcher(keys: string[]): (token: string) => boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  const wanted = keys.map(digest);
+  return (token) => {
+    const got = digest(token);
+    let found = false;
+    for (const w of wanted) found = timingSafeEqual(w, got) || found;
+    return found;
+  };
+}
+
 export function createApp(options: ServerOptions) {
+  if (options.apiKeys) checkApiKeys(options.apiKeys);
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.logger ?? pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
   const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder }, options.search);
@@ -137,11 +167,11 @@ export function createApp(options: ServerOptions) {
     res.end(await metrics.registry.metrics());
   });
 
+  const isKey = options.apiKeys && keyMatcher(options.apiKeys);
   const auth = (req: Request, _res: Response, next: NextFunction) => {
-    if (!options.apiKeys?.length) return next();
-    const header = req.get('authorization') ?? '';
-    const key = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
-    if (!options.apiKeys.includes(key)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
+    if (!isKey) return next();
+    const token = /^Bearer\s+(.*)$/i.exec(req.get('authorization') ?? '')?.[1].trim();
+    if (!token || !isKey(token)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
     next();
   };
   // invalid UTF-8 is refused: body-parser would otherwise turn it into U+FFFD and score mangled text

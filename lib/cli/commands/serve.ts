@@ -12,7 +12,7 @@ import pino from 'pino';
 import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
-import { DEFAULT_LIMITS, createApp } from '../../server/app';
+import { DEFAULT_LIMITS, checkApiKeys, createApp } from '../../server/app';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
 import { envOption, optionSources } from '../shared';
@@ -23,8 +23,9 @@ interface ServeFlags {
   embedder?: string;
   host: string;
   port: string;
-  apiKey?: string[];
-  cors?: string[];
+  /** As given (see listOf). */
+  apiKey?: unknown;
+  cors?: unknown;
   data: string;
   demo?: boolean;
   ui: boolean;
@@ -37,7 +38,30 @@ interface ServeFlags {
   printConfig?: boolean;
 }
 
-const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/**
+ * A list option as given: repeated flags, an environment variable, or from the config file a string
+ * or a list of strings (the config file bypasses commander's parser); each string is comma-separated.
+ */
+function listOf(value: unknown, option: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const given = [value].flat();
+  if (!given.every((v) => typeof v === 'string')) throw new UsageError(`${option}: must be a string or a list of strings`);
+  return given.flatMap((v: string) => v.split(',').map((s) => s.trim()));
+}
+
+/** The API keys; an empty one is a usage error (exit 2), never a server without authentication. */
+function apiKeysOf(value: unknown): string[] | undefined {
+  const option = '--api-key (or QRANK_API_KEYS, or "api-key" in the config file)';
+  const keys = listOf(value, option);
+  try {
+    if (keys) checkApiKeys(keys);
+  } catch (err) {
+    throw new UsageError(`${option}: ${(err as Error).message}`);
+  }
+  return keys;
+}
 
 export const WEB_DIR = join(__dirname, '..', '..', '..', 'web');
 
@@ -53,8 +77,8 @@ export function registerServe(program: Command, io: CliIO): void {
     .addOption(envOption('--embedder <gguf>', 'embedding GGUF (default: a synthetic demo model)', 'QRANK_EMBEDDER'))
     .addOption(envOption('--host <host>', 'address to listen on', 'QRANK_HOST', '127.0.0.1'))
     .addOption(envOption('--port <port>', 'port (0: any free port)', 'QRANK_PORT', '8080'))
-    .addOption(envOption('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated)', 'QRANK_API_KEYS').argParser(list))
-    .addOption(envOption('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', 'QRANK_CORS').argParser(list))
+    .addOption(envOption('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated)', 'QRANK_API_KEYS').argParser(collect))
+    .addOption(envOption('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', 'QRANK_CORS').argParser(collect))
     .addOption(envOption('--data <dir>', 'data directory of the collections', 'QRANK_DATA', defaultDataDir()))
     .option('--demo', "fill a 'demo' collection with the shipped multilingual catalog on first start")
     .option('--no-ui', 'do not serve the web page at /')
@@ -70,6 +94,7 @@ export function registerServe(program: Command, io: CliIO): void {
         io.stdout.write(JSON.stringify(optionSources(cmd), null, 2) + '\n');
         return;
       }
+      const apiKeys = apiKeysOf(flags.apiKey);
       const numbers = {
         maxDocuments: Number(flags.maxDocuments),
         maxBodyBytes: Number(flags.maxBodyBytes),
@@ -107,8 +132,8 @@ export function registerServe(program: Command, io: CliIO): void {
         staticDir: flags.ui ? WEB_DIR : undefined,
         logger: log,
         version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
-        apiKeys: flags.apiKey,
-        corsOrigins: flags.cors,
+        apiKeys,
+        corsOrigins: listOf(flags.cors, '--cors')?.filter(Boolean),
         limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent, maxUploadBytes: numbers.maxUploadBytes, maxTokensPerDocument: numbers.maxTokensPerDoc },
       });
       const http = server.app.listen(numbers.port, flags.host, () => {
