@@ -202,6 +202,10 @@ describe('POST /v1/search', () => {
       expect(r.body.error.message).toMatch(message);
     }
     expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', top_n: 100_000 })).status).toBe(413);
+    // recall_k candidates are reranked: the documents-per-request limit (100 here) holds for them too
+    const deep = await call('POST', '/v1/search', { collection: 'shop', query: 'x', recall_k: 101 });
+    expect(deep).toMatchObject({ status: 413, body: { error: { code: 'TOO_MANY_DOCUMENTS', message: expect.stringMatching(/recall_k/) } } });
+    expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', recall_k: 100, top_n: 1 })).status).toBe(200);
   });
 
   it('deletes products: gone from the store and from every later search', async () => {

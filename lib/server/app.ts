@@ -387,6 +387,8 @@ export function createApp(options: ServerOptions) {
     const body = parseBody(searchBody, req.body);
     const se = needSearch();
     if (body.top_n !== undefined) checkCount(body.top_n, 'results (top_n)');
+    // the recalled candidates are what gets reranked: the rerank routes' limit holds for them
+    if (body.recall_k !== undefined) checkCount(body.recall_k, 'candidates (recall_k)');
     const r = await se.search(body.collection, body.query, {
       recallK: body.recall_k,
       topN: body.top_n,
