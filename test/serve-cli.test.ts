@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -61,7 +62,7 @@ describe('qrank serve', () => {
   }, 60_000);
 });
 
-describe('qrank serve: API keys', () => {
+describe('qrank serve: configuration', () => {
   let configs = 0;
   const config = (serveSection: object) => {
     const path = join(scratch, `config-${++configs}.json`);
@@ -69,8 +70,10 @@ describe('qrank serve: API keys', () => {
     return { QRANK_CONFIG: path };
   };
 
-  it('refuses empty keys (exit 2) instead of serving without authentication', async () => {
+  it('refuses empty API keys (exit 2) instead of serving without authentication, and timeouts Node cannot apply', async () => {
     const cases: [string, string[], Record<string, string>][] = [
+      ['--headers-timeout-ms 5000 --request-timeout-ms 1000', ['--headers-timeout-ms', '5000', '--request-timeout-ms', '1000'], {}],
+      ['--keep-alive-timeout-ms 0', ['--keep-alive-timeout-ms', '0'], {}],
       ['--api-key ,', ['--api-key', ','], {}],
       ['--api-key "k1,"', ['--api-key', 'k1,'], {}],
       ["QRANK_API_KEYS=' '", [], { QRANK_API_KEYS: ' ' }],
@@ -90,12 +93,12 @@ describe('qrank serve: API keys', () => {
     );
     for (const o of outcomes) {
       expect({ label: o.label, code: o.code }).toEqual({ label: o.label, code: 2 });
-      expect(o.stderr, o.label).toMatch(/^qrank: --api-key/);
+      expect(o.stderr, o.label).toMatch(o.label.includes('timeout') ? /^qrank: --(headers|keep-alive)-timeout-ms/ : /^qrank: --api-key/);
     }
   }, 60_000);
 
-  it('accepts exactly the configured keys, also when the config file gives one key (and CORS origin) as a string', async () => {
-    const s = serve([], config({ 'api-key': 'secret-key', cors: 'https://shop.example' }));
+  it('takes keys, CORS origins (one as a string) and timeouts from the config file, and accepts exactly those keys', async () => {
+    const s = serve([], config({ 'api-key': 'secret-key', cors: 'https://shop.example', 'headers-timeout-ms': 300 }));
     try {
       const base = await s.listening;
       const status = async (authorization?: string) => (await fetch(`${base}/v1/models`, { headers: authorization === undefined ? {} : { authorization } })).status;
@@ -106,6 +109,13 @@ describe('qrank serve: API keys', () => {
       }
       const cors = await fetch(`${base}/health`, { headers: { origin: 'https://shop.example' } });
       expect(cors.headers.get('access-control-allow-origin')).toBe('https://shop.example');
+      // a client that stalls in its headers is let go after 300 ms
+      const url = new URL(base);
+      const stalled = connect(Number(url.port), url.hostname).resume(); // read, or the close is never seen
+      stalled.write('GET /health HTTP/1.1\r\nHost: x\r\n');
+      const outcome = await Promise.race([new Promise((r) => stalled.on('close', () => r('closed'))), new Promise((r) => setTimeout(() => r('still open after 2 s'), 2000))]);
+      stalled.destroy();
+      expect(outcome).toBe('closed');
     } finally {
       s.child.kill('SIGTERM');
       await s.exited;

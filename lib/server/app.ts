@@ -1,11 +1,14 @@
 /**
  * The HTTP server: drop-in rerank and embedding APIs (Cohere v1/v2, Jina, TEI, vLLM, llama.cpp
  * server, OpenAI) over the typed API, never the raw binding. Limits answer 413/429 instead of
- * queueing without bound; a client that disconnects cancels its queued work.
+ * queueing without bound; a client that disconnects cancels its queued work. `listen` applies the
+ * header, request and keep-alive timeouts, so stalled and idle connections are let go; `drain`
+ * answers 503 to what comes or is still running at its end, and never cuts a request silently.
  */
 import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Server } from 'node:http';
+import { type Server, createServer } from 'node:http';
+import { PassThrough, type Readable, addAbortSignal } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pino, { type Logger } from 'pino';
 import type { Embedder } from '../embedder';
@@ -44,6 +47,15 @@ export interface ServerLimits {
   maxConcurrent: number;
   /** Largest streamed upload of products (NDJSON or CSV body), read as it arrives. */
   maxUploadBytes: number;
+  /** Time a client has to send its request line and headers (the connection is closed after it). */
+  headersTimeoutMs: number;
+  /**
+   * Time a client has to send its whole request, body included. An upload is read as fast as it is
+   * ingested, so this bounds its ingestion too: the default fits maxUploadBytes at 75 KB/s.
+   */
+  requestTimeoutMs: number;
+  /** Time an idle kept-alive connection stays open. */
+  keepAliveTimeoutMs: number;
 }
 
 export interface ServerOptions {
@@ -66,7 +78,18 @@ export interface ServerOptions {
   version?: string;
 }
 
-export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 2 << 20, maxDocuments: 1000, maxConcurrent: 64, maxUploadBytes: 256 << 20 };
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxBodyBytes: 2 << 20,
+  maxDocuments: 1000,
+  maxConcurrent: 64,
+  maxUploadBytes: 256 << 20,
+  headersTimeoutMs: 30_000,
+  requestTimeoutMs: 3_600_000,
+  keepAliveTimeoutMs: 5_000,
+};
+
+/** How long a drain waits, after its grace period, for the 503s it sent to reach their clients. */
+const DRAIN_ANSWER_MS = 2_000;
 
 /** Content types of streamed product uploads and the format each is read as. */
 const UPLOAD_FORMATS: Record<string, 'jsonl' | 'csv'> = {
@@ -118,8 +141,16 @@ export function createApp(options: ServerOptions) {
   const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder }, options.search);
   const rerankerName = options.rerankerName ?? 'qrank-reranker';
   const embedderName = options.embedderName ?? 'qrank-embedder';
-  let inFlight = 0;
+  /** The requests being served, by the controller that aborts their work. */
+  const inFlight = new Set<AbortController>();
   let draining = false;
+  const shuttingDown = new HttpError(503, 'SHUTTING_DOWN', 'the server is shutting down; retry on another instance (re-sending an upload is safe: upserts are idempotent)');
+  const clientGone = new HttpError(499, 'ABORTED', 'the client closed the connection');
+  /** Refuses a request during a drain, and closes its connection after the answer. */
+  const refuse = (res: Response) => {
+    res.setHeader('connection', 'close');
+    sendError(res, shuttingDown);
+  };
 
   const app = express();
   app.disable('x-powered-by');
@@ -168,6 +199,9 @@ export function createApp(options: ServerOptions) {
   });
 
   const isKey = options.apiKeys && keyMatcher(options.apiKeys);
+  // from here on (the API, the page), a drain refuses new requests, also on connections kept alive
+  app.use((_req, res, next) => (draining ? refuse(res) : next()));
+
   const auth = (req: Request, _res: Response, next: NextFunction) => {
     if (!isKey) return next();
     const token = /^Bearer\s+(.*)$/i.exec(req.get('authorization') ?? '')?.[1].trim();
@@ -187,27 +221,29 @@ export function createApp(options: ServerOptions) {
     next(err);
   };
 
-  // Wraps a route: concurrency limit (429), abort on client disconnect, one error shape.
+  // Wraps a route: concurrency limit (429), abort on client disconnect or at the end of a drain
+  // (answered 503), one error shape.
   const route = (handler: Handler) => async (req: Request, res: Response) => {
-    if (draining) return sendError(res, new HttpError(503, 'SHUTTING_DOWN', 'the server is shutting down; retry on another instance'));
-    if (inFlight >= limits.maxConcurrent) {
+    if (inFlight.size >= limits.maxConcurrent) {
       metrics.rejected.inc({ reason: 'concurrency' });
       res.setHeader('retry-after', '1');
       return sendError(res, new HttpError(429, 'TOO_MANY_REQUESTS', `more than ${limits.maxConcurrent} requests at once; retry shortly`));
     }
-    inFlight++;
-    metrics.inFlight.inc();
     const abort = new AbortController();
+    inFlight.add(abort);
+    metrics.inFlight.inc();
     const onClose = () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) abort.abort(clientGone);
     };
     res.on('close', onClose);
     try {
       await handler(req, res, { signal: abort.signal });
     } catch (err) {
-      if (!abort.signal.aborted) sendError(res, err);
+      const reason = abort.signal.aborted ? abort.signal.reason : err;
+      if (reason === shuttingDown) refuse(res);
+      else if (reason !== clientGone) sendError(res, reason);
     } finally {
-      inFlight--;
+      inFlight.delete(abort);
       metrics.inFlight.dec();
       res.off('close', onClose);
     }
@@ -442,7 +478,7 @@ export function createApp(options: ServerOptions) {
     if (format) {
       const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '');
       if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new HttpError(415, 'UNSUPPORTED_ENCODING', 'send the upload as UTF-8');
-      source = { stream: req, format, limitBytes: limits.maxUploadBytes };
+      source = { stream: abortableBody(req, ctx.signal), format, limitBytes: limits.maxUploadBytes };
     } else {
       const body = parseBody(documentsBody, req.body);
       checkCount(body.documents.length, 'documents');
@@ -472,17 +508,54 @@ export function createApp(options: ServerOptions) {
   return {
     app,
     metrics,
-    /** Stops accepting work, lets in-flight requests finish (up to `graceMs`), then closes. */
+    /** Listens on `port` with the limits' header, request and keep-alive timeouts. */
+    listen(port: number, host?: string): Server {
+      const server = createServer(
+        {
+          headersTimeout: limits.headersTimeoutMs,
+          requestTimeout: limits.requestTimeoutMs,
+          // how often Node looks for expired connections: often enough that none outlives its timeout by much
+          connectionsCheckingInterval: Math.min(30_000, Math.ceil(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)),
+        },
+        app,
+      );
+      server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+      return server.listen(port, host);
+    },
+    /**
+     * Stops accepting connections and refuses new requests (503), lets the requests in flight finish
+     * for up to `graceMs`, then aborts what still runs (an upload stops between batches, consistent)
+     * and answers it 503 instead of cutting it; closes every connection after that.
+     */
     async drain(server: Server, graceMs = 10_000): Promise<void> {
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections?.();
-      const deadline = Date.now() + graceMs;
-      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      server.closeAllConnections?.();
+      server.closeIdleConnections();
+      await until(() => inFlight.size === 0, graceMs);
+      for (const abort of inFlight) abort.abort(shuttingDown);
+      await until(() => inFlight.size === 0, DRAIN_ANSWER_MS);
+      server.closeIdleConnections();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, DRAIN_ANSWER_MS))]);
+      server.closeAllConnections();
       await closed;
     },
   };
+}
+
+/** Resolves once `done()` holds, or after `ms`. */
+async function until(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+}
+
+/**
+ * The request body as a stream that fails when `signal` aborts, without destroying the socket (the
+ * answer can still be sent): an upload that stalls mid-body still notices a drain or a disconnect.
+ */
+function abortableBody(req: Request, signal: AbortSignal): Readable {
+  const body = addAbortSignal(signal, new PassThrough());
+  req.on('error', (err) => body.destroy(err));
+  return req.pipe(body);
 }
 
 /** The texts of an embeddings `input`: one text, one token-id list, or a list of either (validated by embeddingsBody). */

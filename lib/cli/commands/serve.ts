@@ -34,6 +34,9 @@ interface ServeFlags {
   maxConcurrent: string;
   maxUploadBytes: string;
   maxTokensPerDoc?: string;
+  headersTimeoutMs: string;
+  requestTimeoutMs: string;
+  keepAliveTimeoutMs: string;
   threads?: string;
   printConfig?: boolean;
 }
@@ -87,6 +90,9 @@ export function registerServe(program: Command, io: CliIO): void {
     .addOption(envOption('--max-tokens-per-doc <n>', 'tokens per document or input: longer ones are cut, or refused when a request sends truncate: false (default: the model context)', 'QRANK_MAX_TOKENS_PER_DOC'))
     .addOption(envOption('--max-upload-bytes <n>', 'largest streamed NDJSON or CSV upload of products', 'QRANK_MAX_UPLOAD_BYTES', String(DEFAULT_LIMITS.maxUploadBytes)))
     .addOption(envOption('--max-concurrent <n>', 'requests served at once (more get 429)', 'QRANK_MAX_CONCURRENT', String(DEFAULT_LIMITS.maxConcurrent)))
+    .addOption(envOption('--headers-timeout-ms <ms>', 'time a client has to send its headers', 'QRANK_HEADERS_TIMEOUT_MS', String(DEFAULT_LIMITS.headersTimeoutMs)))
+    .addOption(envOption('--request-timeout-ms <ms>', 'time a client has to send its whole request; an upload is read as fast as it is ingested, so this bounds its ingestion too', 'QRANK_REQUEST_TIMEOUT_MS', String(DEFAULT_LIMITS.requestTimeoutMs)))
+    .addOption(envOption('--keep-alive-timeout-ms <ms>', 'time an idle kept-alive connection stays open', 'QRANK_KEEP_ALIVE_TIMEOUT_MS', String(DEFAULT_LIMITS.keepAliveTimeoutMs)))
     .addOption(envOption('--threads <n>', 'CPU threads per model (default: half the cores each)', 'QRANK_THREADS'))
     .option('--print-config', 'print each setting and where it came from (flag, env, config, default), then exit')
     .action(async (flags: ServeFlags, cmd: Command) => {
@@ -100,6 +106,9 @@ export function registerServe(program: Command, io: CliIO): void {
         maxBodyBytes: Number(flags.maxBodyBytes),
         maxConcurrent: Number(flags.maxConcurrent),
         maxUploadBytes: Number(flags.maxUploadBytes),
+        headersTimeoutMs: Number(flags.headersTimeoutMs),
+        requestTimeoutMs: Number(flags.requestTimeoutMs),
+        keepAliveTimeoutMs: Number(flags.keepAliveTimeoutMs),
         port: Number(flags.port),
         ...(flags.maxTokensPerDoc !== undefined ? { maxTokensPerDoc: Number(flags.maxTokensPerDoc) } : {}),
       };
@@ -107,6 +116,9 @@ export function registerServe(program: Command, io: CliIO): void {
         const min = k === 'port' ? 0 : 1;
         if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be an integer >= ${min}, not '${String(flags[k as keyof ServeFlags])}'`);
       }
+      // Node refuses a header timeout longer than the request timeout
+      if (numbers.headersTimeoutMs > numbers.requestTimeoutMs) throw new UsageError('--headers-timeout-ms must not be longer than --request-timeout-ms');
+      const { port, maxTokensPerDoc, ...limits } = numbers;
       const log = pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
       // two models share the cores: more threads than cores makes ggml's spinning workers crawl
       const threads = flags.threads ? Number(flags.threads) : Math.max(1, Math.floor(availableParallelism() / 2));
@@ -134,9 +146,9 @@ export function registerServe(program: Command, io: CliIO): void {
         version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
         apiKeys,
         corsOrigins: listOf(flags.cors, '--cors')?.filter(Boolean),
-        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent, maxUploadBytes: numbers.maxUploadBytes, maxTokensPerDocument: numbers.maxTokensPerDoc },
+        limits: { ...limits, maxTokensPerDocument: maxTokensPerDoc },
       });
-      const http = server.app.listen(numbers.port, flags.host, () => {
+      const http = server.listen(port, flags.host).once('listening', () => {
         const a = http.address();
         log.info({ address: typeof a === 'object' && a ? `http://${a.address}:${a.port}` : a, ui: flags.ui, data: search ? flags.data : null, synthetic }, 'qrank listening');
       });
