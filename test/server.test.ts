@@ -10,7 +10,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { createApp } from '../lib/server/app';
-import { MODELS, makeDocs, openApiChecker, recordingApp, throwsWithCode } from './helpers';
+import { MODELS, MODEL_DIR, makeDocs, openApiChecker, recordingApp, throwsWithCode } from './helpers';
 
 let rr: Reranker;
 let em: Embedder;
@@ -230,9 +230,35 @@ describe('limits and bad input', () => {
     expect(doc.paths['/v2/rerank'].post.requestBody.content['application/json'].schema.required).toEqual(['query', 'documents']);
   });
 
-  it('lists models', async () => {
+  it('lists models by name, never by path', async () => {
     const r = await (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } })).json();
     expect(r.data.map((m: { task: string }) => m.task).sort()).toEqual(['embed', 'rerank']);
+    expect(r.data.map((m: { id: string }) => m.id).sort()).toEqual(['tiny-embedder.gguf', 'tiny-reranker.gguf']);
+    expect(r.data.find((m: { task: string }) => m.task === 'rerank').info).toMatchObject({ file: 'tiny-reranker.gguf', architecture: 'qwen3', synthetic: true });
+    expect(JSON.stringify(r)).not.toContain(MODEL_DIR);
+  });
+
+  it('logs every 500 at error level with its request id and cause', async () => {
+    const lines: { level: number; id?: string; msg: string; err?: { message: string; stack: string } }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    // a model whose call fails with an error qrank does not know: a defect, answered 500
+    const broken = { info: rr.info, closed: false, rerankWithUsage: () => Promise.reject(new TypeError('boom: a defect')) } as unknown as Reranker;
+    const app = createApp({ reranker: broken, logger });
+    const s = app.app.listen(0, '127.0.0.1');
+    await new Promise((r) => s.once('listening', r));
+    try {
+      const at = `http://127.0.0.1:${(s.address() as AddressInfo).port}/v1/rerank`;
+      const send = (body: unknown) => fetch(at, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const failed = await send({ query: 'q', documents: ['a'] });
+      expect(failed.status).toBe(500);
+      expect(await failed.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error' } });
+      expect((await send({ query: '' })).status).toBe(400);
+      const errors = lines.filter((l) => l.level >= 50);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ id: failed.headers.get('x-request-id'), err: { message: 'boom: a defect', stack: expect.stringContaining('TypeError') } });
+    } finally {
+      await new Promise((r) => s.close(r));
+    }
   });
 });
 

@@ -8,11 +8,13 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { type Server, createServer } from 'node:http';
+import { basename } from 'node:path';
 import { PassThrough, type Readable, addAbortSignal } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pino, { type Logger } from 'pino';
 import type { Embedder } from '../embedder';
 import { invalid } from '../errors';
+import type { ModelInfo } from '../model-handle';
 import type { Reranker, RerankResult } from '../reranker';
 import type { Mapping } from '../search/collection';
 import type { SearchEngine, SearchHit } from '../search/engine';
@@ -65,7 +67,10 @@ export interface ServerOptions {
   search?: SearchEngine;
   /** Static files served at / (the web UI). */
   staticDir?: string;
-  /** The model names clients send are echoed back; this is what /v1/models lists. */
+  /**
+   * The model names clients send are echoed back; this is what /v1/models lists. Default: the
+   * model file's base name (never its path).
+   */
   rerankerName?: string;
   embedderName?: string;
   limits?: Partial<ServerLimits>;
@@ -139,8 +144,8 @@ export function createApp(options: ServerOptions) {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.logger ?? pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
   const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder }, options.search);
-  const rerankerName = options.rerankerName ?? 'qrank-reranker';
-  const embedderName = options.embedderName ?? 'qrank-embedder';
+  const rerankerName = options.rerankerName ?? fileName(options.reranker?.info, 'qrank-reranker');
+  const embedderName = options.embedderName ?? fileName(options.embedder?.info, 'qrank-embedder');
   /** The requests being served, by the controller that aborts their work. */
   const inFlight = new Set<AbortController>();
   let draining = false;
@@ -160,6 +165,7 @@ export function createApp(options: ServerOptions) {
   app.use((req, res, next) => {
     const id = (req.get('x-request-id') ?? '').slice(0, 128) || randomUUID();
     res.setHeader('x-request-id', id);
+    res.locals.log = log.child({ id }); // sendError logs a 500's cause through it
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -397,8 +403,8 @@ export function createApp(options: ServerOptions) {
   app.get('/v1/models', auth, (_req, res) => {
     const created = Math.floor(Date.now() / 1000);
     const data = [
-      options.reranker && { id: rerankerName, object: 'model', created, owned_by: 'qrank', task: 'rerank', info: options.reranker.info },
-      options.embedder && { id: embedderName, object: 'model', created, owned_by: 'qrank', task: 'embed', info: options.embedder.info },
+      options.reranker && { id: rerankerName, object: 'model', created, owned_by: 'qrank', task: 'rerank', info: publicInfo(options.reranker.info) },
+      options.embedder && { id: embedderName, object: 'model', created, owned_by: 'qrank', task: 'embed', info: publicInfo(options.embedder.info) },
     ].filter(Boolean);
     res.json({ object: 'list', data });
   });
@@ -540,6 +546,17 @@ export function createApp(options: ServerOptions) {
       await closed;
     },
   };
+}
+
+/** A model's file name without its directory: where the server's files lie is nobody's business. */
+function fileName(info: ModelInfo | undefined, fallback: string): string {
+  return info ? basename(info.path) : fallback;
+}
+
+/** A model's info as /v1/models shows it: `file` (the base name) instead of the path. */
+function publicInfo(info: ModelInfo) {
+  const { path: _path, ...rest } = info;
+  return { ...rest, file: basename(info.path) };
 }
 
 /** Resolves once `done()` holds, or after `ms`. */
