@@ -29,6 +29,7 @@ import {
   documentsBody,
   embeddingsBody,
   parseBody,
+  pathName,
   rerankBody,
   scoreBody,
   searchBody,
@@ -466,12 +467,13 @@ export function createApp(options: ServerOptions) {
   }));
 
   app.get('/v1/collections/:name', auth, route(async (req, res) => {
-    res.json((await needSearch().existing(String(req.params.name))).info());
+    res.json((await needSearch().existing(pathName(req.params.name))).info());
   }));
 
   app.delete('/v1/collections/:name', auth, route(async (req, res) => {
-    await needSearch().drop(String(req.params.name));
-    res.json({ name: req.params.name, deleted: true });
+    const name = pathName(req.params.name);
+    await needSearch().drop(name);
+    res.json({ name, deleted: true });
   }));
 
   app.post('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res, ctx) => {
@@ -491,7 +493,7 @@ export function createApp(options: ServerOptions) {
       source = body.documents;
       mapping = body.mapping;
     }
-    const c = await needSearch().existing(String(req.params.name));
+    const c = await needSearch().existing(pathName(req.params.name));
     if (!mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none yet; create it with one, or send one (id, embed, rerank templates) with the first documents as JSON');
     const r = await c.ingest(source, { mapping, signal: ctx.signal });
     res.json({ ...r, size: c.size });
@@ -500,7 +502,7 @@ export function createApp(options: ServerOptions) {
   app.delete('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res) => {
     const body = parseBody(deleteDocumentsBody, req.body);
     checkCount(body.ids.length, 'ids');
-    const c = await needSearch().existing(String(req.params.name));
+    const c = await needSearch().existing(pathName(req.params.name));
     const deleted = await c.delete(body.ids);
     res.json({ deleted, size: c.size });
   }));

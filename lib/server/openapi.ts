@@ -4,7 +4,7 @@
  * lists exactly the routes Express serves.
  */
 import { z } from 'zod';
-import { collectionBody, deleteDocumentsBody, documentsBody, embeddingsBody, rerankBody, scoreBody, searchBody, teiRerankBody } from './schemas';
+import { collectionBody, collectionName, deleteDocumentsBody, documentsBody, embeddingsBody, rerankBody, scoreBody, searchBody, teiRerankBody } from './schemas';
 
 type Json = Record<string, unknown>;
 
@@ -46,7 +46,7 @@ function get(summary: string, response: Json, contentType = 'application/json'):
   return { get: { summary, responses: { 200: { description: 'OK', content: { [contentType]: { schema: response } } }, default: errorResponse } } };
 }
 
-const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[\\w-]{1,64}$' } };
+const nameParam = { name: 'name', in: 'path', required: true, schema: schema(collectionName) };
 
 // A route of the collections API: the collection name in the path, 404 when it does not exist.
 // `uploads`: other request content types the route reads (streamed bodies).

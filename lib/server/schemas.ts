@@ -88,7 +88,8 @@ export function documentText(d: z.infer<typeof documentItem>): string {
   return typeof d === 'string' ? d : d.text;
 }
 
-const name = z.string().regex(/^[\w-]{1,64}$/, 'must be 1-64 letters, digits, _ or -');
+/** A collection name (a body's `name` or `collection`, or the path's). */
+export const collectionName = z.string().regex(/^[\w-]{1,64}$/, 'must be 1-64 letters, digits, _ or -');
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
 const fieldFilter = z.union([
   scalar,
@@ -106,20 +107,34 @@ const mapping = z
   })
   .strict();
 
+/**
+ * A collection name in a URL path, checked as in a body: a name like '../x' would otherwise reach
+ * the data directory's file names.
+ */
+export function pathName(value: unknown): string {
+  const r = collectionName.safeParse(value);
+  if (!r.success) throw new HttpError(400, 'INVALID_INPUT', `name (in the path): ${r.error.issues[0].message}`);
+  return r.data;
+}
+
+const upTo = (max: number) => z.number().int().positive().max(max);
+
 /** POST /v1/collections */
 export const collectionBody = z
   .object({
-    name,
+    name: collectionName,
+    // bounded by what one request may make the server allocate (an HNSW graph with m = 1e8 takes
+    // gigabytes per vector); the library checks the rest (m >= 2, pqBits <= 16, pqM divides dim)
     index: z
       .object({
         kind: z.enum(['flat', 'hnsw', 'ivf', 'ivfpq']),
         metric: z.enum(['ip', 'l2']),
-        m: z.number().int().positive(),
-        efConstruction: z.number().int().positive(),
-        efSearch: z.number().int().positive(),
-        nlist: z.number().int().positive(),
-        nprobe: z.number().int().positive(),
-        pqM: z.number().int().positive(),
+        m: upTo(256),
+        efConstruction: upTo(4096),
+        efSearch: upTo(4096),
+        nlist: upTo(65_536),
+        nprobe: upTo(65_536),
+        pqM: upTo(1024),
         pqBits: z.number().int().positive(),
       })
       .partial()
@@ -143,7 +158,7 @@ export const deleteDocumentsBody = z.object({ ids: z.array(z.string().min(1)).mi
 /** POST /v1/search */
 export const searchBody = z
   .object({
-    collection: name,
+    collection: collectionName,
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
     recall_k: z.number().int().positive().max(10_000).optional(),
     top_n: z.number().int().positive().optional(),
