@@ -205,10 +205,10 @@ export function createApp(options: ServerOptions) {
     res.end(await metrics.registry.metrics());
   });
 
-  const isKey = options.apiKeys && keyMatcher(options.apiKeys);
   // from here on (the API, the page), a drain refuses new requests, also on connections kept alive
   app.use((_req, res, next) => (draining ? refuse(res) : next()));
 
+  const isKey = options.apiKeys && keyMatcher(options.apiKeys);
   const auth = (req: Request, _res: Response, next: NextFunction) => {
     if (!isKey) return next();
     const token = /^Bearer\s+(.*)$/i.exec(req.get('authorization') ?? '')?.[1].trim();
