@@ -3,7 +3,7 @@
  * directory, with the tiny test models. Results through HTTP are compared with the library's own
  * SearchEngine.search on the same collection.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,15 @@ describe('collections', () => {
     expect(bad.body.error.message).toMatch(/^name:/);
   });
 
+  it('bounds the index parameters that size what the server allocates', async () => {
+    for (const index of [{ kind: 'hnsw', m: 1e8 }, { kind: 'hnsw', efConstruction: 1e6 }, { kind: 'hnsw', efSearch: 2 ** 31 }, { kind: 'ivf', nlist: 1e9 }, { kind: 'ivf', nprobe: 1e7 }, { kind: 'ivfpq', pqM: 1e6 }]) {
+      const r = await call('POST', '/v1/collections', { name: 'huge', index });
+      expect({ index, status: r.status }).toEqual({ index, status: 400 });
+      expect(r.body.error.message).toMatch(/^index\./);
+    }
+    expect((await call('GET', '/v1/collections/huge')).status).toBe(404);
+  });
+
   it('upserts documents idempotently and re-embeds only what changed', async () => {
     const first = await call('POST', '/v1/collections/shop/documents', { documents: products(60) });
     expect(first).toMatchObject({ status: 200, body: { read: 60, upserted: 60, embedded: 60, rejected: 0, size: 60 } });
@@ -82,6 +91,22 @@ describe('collections', () => {
     expect(r.body).toMatchObject({ read: 4, upserted: 3, rejected: 1, size: 3 });
     expect(r.body.errors[0]).toMatchObject({ at: 1 });
     expect(r.body.errors[0].reason).toMatch(/sku/);
+  });
+
+  it('checks the collection name in the path: nothing outside the data directory is opened, told apart or deleted', async () => {
+    const outside = `qrank-outside-${process.pid}`;
+    writeFileSync(join(dir, '..', `${outside}.sqlite`), 'not a collection');
+    try {
+      for (const [method, name] of [['GET', outside], ['GET', 'nope-at-all'], ['DELETE', outside], ['POST', outside]] as const) {
+        const path = `/v1/collections/..%2F${name}${method === 'POST' ? '/documents' : ''}`;
+        const r = await call(method, path, method === 'POST' ? { documents: [] } : undefined);
+        expect({ path, status: r.status, code: r.body.error?.code }).toEqual({ path, status: 400, code: 'INVALID_INPUT' });
+        expect(r.body.error.message).toMatch(/^name \(in the path\): /);
+      }
+      expect(existsSync(join(dir, '..', `${outside}.sqlite`))).toBe(true);
+    } finally {
+      rmSync(join(dir, '..', `${outside}.sqlite`), { force: true });
+    }
   });
 
   it('answers 404 for an unknown collection and 413 beyond the documents limit', async () => {
@@ -202,6 +227,10 @@ describe('POST /v1/search', () => {
       expect(r.body.error.message).toMatch(message);
     }
     expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', top_n: 100_000 })).status).toBe(413);
+    // recall_k candidates are reranked: the documents-per-request limit (100 here) holds for them too
+    const deep = await call('POST', '/v1/search', { collection: 'shop', query: 'x', recall_k: 101 });
+    expect(deep).toMatchObject({ status: 413, body: { error: { code: 'TOO_MANY_DOCUMENTS', message: expect.stringMatching(/recall_k/) } } });
+    expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', recall_k: 100, top_n: 1 })).status).toBe(200);
   });
 
   it('deletes products: gone from the store and from every later search', async () => {

@@ -10,7 +10,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { createApp } from '../lib/server/app';
-import { MODELS, makeDocs, openApiChecker, recordingApp } from './helpers';
+import { MODELS, MODEL_DIR, makeDocs, openApiChecker, recordingApp, throwsWithCode } from './helpers';
 
 let rr: Reranker;
 let em: Embedder;
@@ -102,6 +102,26 @@ describe('other shapes, by plain fetch', () => {
     expect((await post('/score', { text_1: ['a', 'b'], text_2: ['c'] })).status).toBe(400);
   });
 
+  it("llama.cpp's server: top_n with texts, empty lists refused, mixed string and token inputs", async () => {
+    const top = await (await post('/rerank', { query, texts: docs, top_n: 2 })).json();
+    const all = await (await post('/rerank', { query, texts: docs })).json();
+    expect(top).toEqual(all.slice(0, 2));
+    // an empty list is an error on every rerank route, as llama.cpp's server, TEI and Cohere answer
+    for (const [path, body] of [['/rerank', { query, documents: [] }], ['/rerank', { query, texts: [] }], ['/v1/rerank', { query, documents: [] }], ['/v2/rerank', { query, documents: [] }]] as const) {
+      const res = await post(path, body);
+      expect({ path, body, status: res.status }).toEqual({ path, body, status: 400 });
+      expect((await res.json()).error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/^(documents|texts): /) });
+    }
+    const ids = em.tokenize('auriculares bluetooth');
+    const mixed = await (await post('/v1/embeddings', { input: ['无线蓝牙降噪耳机', ids], encoding_format: 'float' })).json();
+    const want = await em.embed(['无线蓝牙降噪耳机', em.detokenize(ids)], { kind: 'document' });
+    expect(mixed.data).toHaveLength(2);
+    mixed.data.forEach((d: { embedding: number[] }, i: number) => d.embedding.forEach((x, j) => expect(x).toBeCloseTo(want[i][j], 6)));
+    // token ids past int32 would wrap around to another token: refused
+    const wrapped = await post('/v1/embeddings', { input: [[2 ** 32 + 5]] });
+    expect(wrapped.status).toBe(400);
+  });
+
   it('max_tokens_per_doc cuts documents before scoring', async () => {
     const long = 'impermeable '.repeat(400);
     const r = await (await post('/v2/rerank', { query, documents: [long], max_tokens_per_doc: 5 })).json();
@@ -133,7 +153,6 @@ describe('limits and bad input', () => {
       expect({ path, status: res.status }).toEqual({ path, status });
       expect((await res.json()).error.code).toBe(code);
     }
-    expect((await (await post('/v1/rerank', { query: 'q', documents: [] })).json()).results).toEqual([]);
     const huge = await (await post('/v1/rerank', { query: 'q', documents: ['a', 'b'], top_n: 1e9 })).json();
     expect(huge.results).toHaveLength(2);
   });
@@ -154,6 +173,10 @@ describe('limits and bad input', () => {
   it('requires the API key on API routes, not on health or metrics', async () => {
     expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: '' })).status).toBe(401);
     expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: 'Bearer wrong' })).status).toBe(401);
+    for (const near of ['Bearer test', 'Bearer test-key-', 'Bearer  ', KEY]) expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: near })).status).toBe(401);
+    expect((await post('/v1/rerank', { query: 'q', documents: ['a'] }, { authorization: `bearer  ${KEY} ` })).status).toBe(200);
+    // keys that would turn authentication off, let an empty token in, or never match
+    for (const apiKeys of [[], [''], [' '], [KEY, ''], [' padded']]) throwsWithCode(() => createApp({ apiKeys, logger: pino({ level: 'silent' }) }), 'INVALID_INPUT');
     expect((await fetch(`${base}/health`)).status).toBe(200);
     expect((await fetch(`${base}/ready`)).status).toBe(200);
   });
@@ -207,9 +230,35 @@ describe('limits and bad input', () => {
     expect(doc.paths['/v2/rerank'].post.requestBody.content['application/json'].schema.required).toEqual(['query', 'documents']);
   });
 
-  it('lists models', async () => {
+  it('lists models by name, never by path', async () => {
     const r = await (await fetch(`${base}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } })).json();
     expect(r.data.map((m: { task: string }) => m.task).sort()).toEqual(['embed', 'rerank']);
+    expect(r.data.map((m: { id: string }) => m.id).sort()).toEqual(['tiny-embedder.gguf', 'tiny-reranker.gguf']);
+    expect(r.data.find((m: { task: string }) => m.task === 'rerank').info).toMatchObject({ file: 'tiny-reranker.gguf', architecture: 'qwen3', synthetic: true });
+    expect(JSON.stringify(r)).not.toContain(MODEL_DIR);
+  });
+
+  it('logs every 500 at error level with its request id and cause', async () => {
+    const lines: { level: number; id?: string; msg: string; err?: { message: string; stack: string } }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    // a model whose call fails with an error qrank does not know: a defect, answered 500
+    const broken = { info: rr.info, closed: false, rerankWithUsage: () => Promise.reject(new TypeError('boom: a defect')) } as unknown as Reranker;
+    const app = createApp({ reranker: broken, logger });
+    const s = app.app.listen(0, '127.0.0.1');
+    await new Promise((r) => s.once('listening', r));
+    try {
+      const at = `http://127.0.0.1:${(s.address() as AddressInfo).port}/v1/rerank`;
+      const send = (body: unknown) => fetch(at, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const failed = await send({ query: 'q', documents: ['a'] });
+      expect(failed.status).toBe(500);
+      expect(await failed.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error' } });
+      expect((await send({ query: '' })).status).toBe(400);
+      const errors = lines.filter((l) => l.level >= 50);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ id: failed.headers.get('x-request-id'), err: { message: 'boom: a defect', stack: expect.stringContaining('TypeError') } });
+    } finally {
+      await new Promise((r) => s.close(r));
+    }
   });
 });
 

@@ -79,7 +79,11 @@ async function init() {
   select.replaceChildren();
   try {
     const { data } = await api('GET', '/v1/collections');
-    for (const c of data) select.append(new Option(`${c.name} (${c.size})`, c.name));
+    for (const c of data) {
+      const option = new Option(c.error ? `${c.name} (cannot be opened: ${c.error.code})` : `${c.name} (${c.size})`, c.name);
+      option.disabled = Boolean(c.error);
+      select.append(option);
+    }
     const demo = data.find((c) => c.name === 'demo');
     if (demo) select.value = 'demo';
     if (!data.length) $('search-status').textContent = 'No collection yet: create one with POST /v1/collections or `qrank index`.';

@@ -51,6 +51,12 @@ export interface IngestOptions {
   batchSize?: number;
 }
 
+/** A collection in the data directory that cannot be opened, and why. */
+export interface UnopenableCollection {
+  name: string;
+  error: { code: string; message: string };
+}
+
 export interface CollectionInfo {
   name: string;
   /** Products in the store. */

@@ -24,7 +24,7 @@ import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
 import { parseOptions, positiveInt } from '../validate';
 import type { IndexOptions } from '../vector-index';
-import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, type ProductRow, checkCollectionName, fingerprint } from './collection';
+import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, type ProductRow, type UnopenableCollection, checkCollectionName, fingerprint } from './collection';
 import { type Filter, type Problem, fieldNameProblem, invalidInput, isPlainObject } from './filters';
 
 export interface SearchOptions {
@@ -177,14 +177,20 @@ export class SearchEngine {
       .sort();
   }
 
-  /** What each collection holds; one dropped while the list is made is left out. */
-  async list(): Promise<CollectionInfo[]> {
-    const infos: CollectionInfo[] = [];
+  /**
+   * What each collection holds; one dropped while the list is made is left out, and one that cannot
+   * be opened (a damaged index, another model) is listed with why, so it never hides the others and
+   * can still be dropped.
+   */
+  async list(): Promise<(CollectionInfo | UnopenableCollection)[]> {
+    const infos: (CollectionInfo | UnopenableCollection)[] = [];
     for (const name of this.names()) {
       try {
         infos.push((await this.existing(name)).info());
       } catch (err) {
-        if ((err as QrankError).code !== 'COLLECTION_NOT_FOUND') throw err;
+        const e = err as QrankError;
+        if (e.code === 'COLLECTION_NOT_FOUND') continue;
+        infos.push({ name, error: { code: e.code ?? 'ENGINE_FAILURE', message: e.message } });
       }
     }
     return infos;
@@ -207,19 +213,32 @@ export class SearchEngine {
     checkCollectionName(name);
     while (this.dropping.has(name)) await this.dropping.get(name);
     if (this.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
-    return this.collection(name, options);
+    try {
+      return await this.collection(name, options);
+    } catch (err) {
+      // nothing existed before: a create that fails (index options the index refuses) leaves no files
+      if (!this.collections.has(name)) this.removeFiles(name);
+      throw err;
+    }
   }
 
-  /** Deletes a collection once the searches, ingests and deletes running on it are over (see the header). */
+  private removeFiles(name: string): void {
+    for (const suffix of COLLECTION_FILES) rmSync(join(this.dir, name + suffix), { force: true });
+  }
+
+  /**
+   * Deletes a collection once the searches, ingests and deletes running on it are over (see the
+   * header). One that cannot be opened (a damaged index, another model) is deleted too.
+   */
   async drop(name: string): Promise<void> {
     if (!this.has(name)) throw notFound(name);
     const opening = this.opening(name, {});
     const done = (async () => {
       try {
-        const c = await opening;
+        const c = await opening.catch(() => undefined);
         this.collections.delete(name);
-        await c.close(notFound(name));
-        for (const suffix of COLLECTION_FILES) rmSync(join(this.dir, name + suffix), { force: true });
+        await c?.close(notFound(name));
+        this.removeFiles(name);
       } finally {
         this.dropping.delete(name);
       }

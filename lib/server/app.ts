@@ -1,14 +1,20 @@
 /**
  * The HTTP server: drop-in rerank and embedding APIs (Cohere v1/v2, Jina, TEI, vLLM, llama.cpp
  * server, OpenAI) over the typed API, never the raw binding. Limits answer 413/429 instead of
- * queueing without bound; a client that disconnects cancels its queued work.
+ * queueing without bound; a client that disconnects cancels its queued work. `listen` applies the
+ * header, request and keep-alive timeouts, so stalled and idle connections are let go; `drain`
+ * answers 503 to what comes or is still running at its end, and never cuts a request silently.
  */
 import { isUtf8 } from 'node:buffer';
-import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { type Server, createServer } from 'node:http';
+import { basename } from 'node:path';
+import { PassThrough, type Readable, addAbortSignal } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pino, { type Logger } from 'pino';
 import type { Embedder } from '../embedder';
+import { invalid } from '../errors';
+import type { ModelInfo } from '../model-handle';
 import type { Reranker, RerankResult } from '../reranker';
 import type { Mapping } from '../search/collection';
 import type { SearchEngine, SearchHit } from '../search/engine';
@@ -23,6 +29,7 @@ import {
   documentsBody,
   embeddingsBody,
   parseBody,
+  pathName,
   rerankBody,
   scoreBody,
   searchBody,
@@ -43,6 +50,15 @@ export interface ServerLimits {
   maxConcurrent: number;
   /** Largest streamed upload of products (NDJSON or CSV body), read as it arrives. */
   maxUploadBytes: number;
+  /** Time a client has to send its request line and headers (the connection is closed after it). */
+  headersTimeoutMs: number;
+  /**
+   * Time a client has to send its whole request, body included. An upload is read as fast as it is
+   * ingested, so this bounds its ingestion too: the default fits maxUploadBytes at 75 KB/s.
+   */
+  requestTimeoutMs: number;
+  /** Time an idle kept-alive connection stays open. */
+  keepAliveTimeoutMs: number;
 }
 
 export interface ServerOptions {
@@ -52,11 +68,14 @@ export interface ServerOptions {
   search?: SearchEngine;
   /** Static files served at / (the web UI). */
   staticDir?: string;
-  /** The model names clients send are echoed back; this is what /v1/models lists. */
+  /**
+   * The model names clients send are echoed back; this is what /v1/models lists. Default: the
+   * model file's base name (never its path).
+   */
   rerankerName?: string;
   embedderName?: string;
   limits?: Partial<ServerLimits>;
-  /** When set, every API route needs `Authorization: Bearer <one of these>`. */
+  /** When set, every API route needs `Authorization: Bearer <one of these>` (see checkApiKeys). */
   apiKeys?: string[];
   /** Allowed CORS origins; none (the default) sends no CORS headers. */
   corsOrigins?: string[];
@@ -65,7 +84,18 @@ export interface ServerOptions {
   version?: string;
 }
 
-export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 2 << 20, maxDocuments: 1000, maxConcurrent: 64, maxUploadBytes: 256 << 20 };
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxBodyBytes: 2 << 20,
+  maxDocuments: 1000,
+  maxConcurrent: 64,
+  maxUploadBytes: 256 << 20,
+  headersTimeoutMs: 30_000,
+  requestTimeoutMs: 3_600_000,
+  keepAliveTimeoutMs: 5_000,
+};
+
+/** How long a drain waits, after its grace period, for the 503s it sent to reach their clients. */
+const DRAIN_ANSWER_MS = 2_000;
 
 /** Content types of streamed product uploads and the format each is read as. */
 const UPLOAD_FORMATS: Record<string, 'jsonl' | 'csv'> = {
@@ -82,14 +112,51 @@ interface Ctx {
 
 type Handler = (req: Request, res: Response, ctx: Ctx) => Promise<void>;
 
+/**
+ * API keys must be a non-empty list of non-empty strings without surrounding whitespace: an empty
+ * list or key would turn authentication off or let an empty token in, and a key with surrounding
+ * whitespace could never match (the header's token is trimmed). INVALID_INPUT otherwise.
+ */
+export function checkApiKeys(keys: readonly unknown[]): asserts keys is string[] {
+  if (keys.length === 0) throw invalid('the list of API keys is empty, which would turn authentication off; name at least one key, or none at all to serve without authentication');
+  keys.forEach((k, i) => {
+    if (typeof k !== 'string' || k.trim() === '') throw invalid(`API key ${i + 1} of ${keys.length} is empty, which would let an empty token in; name non-empty keys`);
+    if (k.trim() !== k) throw invalid(`API key ${i + 1} of ${keys.length} starts or ends with whitespace, so no request could send it`);
+  });
+}
+
+/**
+ * Whether a presented token is one of `keys`, in a time that depends on neither: SHA-256 digests
+ * (equal lengths) compared with timingSafeEqual, against every key.
+ */
+function keyMatcher(keys: string[]): (token: string) => boolean {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  const wanted = keys.map(digest);
+  return (token) => {
+    const got = digest(token);
+    let found = false;
+    for (const w of wanted) found = timingSafeEqual(w, got) || found;
+    return found;
+  };
+}
+
 export function createApp(options: ServerOptions) {
+  if (options.apiKeys) checkApiKeys(options.apiKeys);
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.logger ?? pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
   const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder }, options.search);
-  const rerankerName = options.rerankerName ?? 'qrank-reranker';
-  const embedderName = options.embedderName ?? 'qrank-embedder';
-  let inFlight = 0;
+  const rerankerName = options.rerankerName ?? fileName(options.reranker?.info, 'qrank-reranker');
+  const embedderName = options.embedderName ?? fileName(options.embedder?.info, 'qrank-embedder');
+  /** The requests being served, by the controller that aborts their work. */
+  const inFlight = new Set<AbortController>();
   let draining = false;
+  const shuttingDown = new HttpError(503, 'SHUTTING_DOWN', 'the server is shutting down; retry on another instance (re-sending an upload is safe: upserts are idempotent)');
+  const clientGone = new HttpError(499, 'ABORTED', 'the client closed the connection');
+  /** Refuses a request during a drain, and closes its connection after the answer. */
+  const refuse = (res: Response) => {
+    res.setHeader('connection', 'close');
+    sendError(res, shuttingDown);
+  };
 
   const app = express();
   app.disable('x-powered-by');
@@ -99,6 +166,7 @@ export function createApp(options: ServerOptions) {
   app.use((req, res, next) => {
     const id = (req.get('x-request-id') ?? '').slice(0, 128) || randomUUID();
     res.setHeader('x-request-id', id);
+    res.locals.log = log.child({ id }); // sendError logs a 500's cause through it
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -137,11 +205,14 @@ export function createApp(options: ServerOptions) {
     res.end(await metrics.registry.metrics());
   });
 
+  // from here on (the API, the page), a drain refuses new requests, also on connections kept alive
+  app.use((_req, res, next) => (draining ? refuse(res) : next()));
+
+  const isKey = options.apiKeys && keyMatcher(options.apiKeys);
   const auth = (req: Request, _res: Response, next: NextFunction) => {
-    if (!options.apiKeys?.length) return next();
-    const header = req.get('authorization') ?? '';
-    const key = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
-    if (!options.apiKeys.includes(key)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
+    if (!isKey) return next();
+    const token = /^Bearer\s+(.*)$/i.exec(req.get('authorization') ?? '')?.[1].trim();
+    if (!token || !isKey(token)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
     next();
   };
   // invalid UTF-8 is refused: body-parser would otherwise turn it into U+FFFD and score mangled text
@@ -157,27 +228,29 @@ export function createApp(options: ServerOptions) {
     next(err);
   };
 
-  // Wraps a route: concurrency limit (429), abort on client disconnect, one error shape.
+  // Wraps a route: concurrency limit (429), abort on client disconnect or at the end of a drain
+  // (answered 503), one error shape.
   const route = (handler: Handler) => async (req: Request, res: Response) => {
-    if (draining) return sendError(res, new HttpError(503, 'SHUTTING_DOWN', 'the server is shutting down; retry on another instance'));
-    if (inFlight >= limits.maxConcurrent) {
+    if (inFlight.size >= limits.maxConcurrent) {
       metrics.rejected.inc({ reason: 'concurrency' });
       res.setHeader('retry-after', '1');
       return sendError(res, new HttpError(429, 'TOO_MANY_REQUESTS', `more than ${limits.maxConcurrent} requests at once; retry shortly`));
     }
-    inFlight++;
-    metrics.inFlight.inc();
     const abort = new AbortController();
+    inFlight.add(abort);
+    metrics.inFlight.inc();
     const onClose = () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) abort.abort(clientGone);
     };
     res.on('close', onClose);
     try {
       await handler(req, res, { signal: abort.signal });
     } catch (err) {
-      if (!abort.signal.aborted) sendError(res, err);
+      const reason = abort.signal.aborted ? abort.signal.reason : err;
+      if (reason === shuttingDown) refuse(res);
+      else if (reason !== clientGone) sendError(res, reason);
     } finally {
-      inFlight--;
+      inFlight.delete(abort);
       metrics.inFlight.dec();
       res.off('close', onClose);
     }
@@ -269,7 +342,7 @@ export function createApp(options: ServerOptions) {
         const long = body.texts.findIndex((t) => rr.formatPair(body.query, t).tokens.length >= limit);
         if (long >= 0) throw new HttpError(413, 'INPUT_TOO_LONG', `texts[${long}] is longer than ${limit} tokens; send truncate: true`);
       }
-      const results = await rr.rerank(body.query, texts, { instruction: body.instruction, signal: ctx.signal });
+      const results = await rr.rerank(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal: ctx.signal });
       res.json(
         results.map((r) => ({
           index: r.index,
@@ -331,8 +404,8 @@ export function createApp(options: ServerOptions) {
   app.get('/v1/models', auth, (_req, res) => {
     const created = Math.floor(Date.now() / 1000);
     const data = [
-      options.reranker && { id: rerankerName, object: 'model', created, owned_by: 'qrank', task: 'rerank', info: options.reranker.info },
-      options.embedder && { id: embedderName, object: 'model', created, owned_by: 'qrank', task: 'embed', info: options.embedder.info },
+      options.reranker && { id: rerankerName, object: 'model', created, owned_by: 'qrank', task: 'rerank', info: publicInfo(options.reranker.info) },
+      options.embedder && { id: embedderName, object: 'model', created, owned_by: 'qrank', task: 'embed', info: publicInfo(options.embedder.info) },
     ].filter(Boolean);
     res.json({ object: 'list', data });
   });
@@ -357,6 +430,8 @@ export function createApp(options: ServerOptions) {
     const body = parseBody(searchBody, req.body);
     const se = needSearch();
     if (body.top_n !== undefined) checkCount(body.top_n, 'results (top_n)');
+    // the recalled candidates are what gets reranked: the rerank routes' limit holds for them
+    if (body.recall_k !== undefined) checkCount(body.recall_k, 'candidates (recall_k)');
     const r = await se.search(body.collection, body.query, {
       recallK: body.recall_k,
       topN: body.top_n,
@@ -389,12 +464,13 @@ export function createApp(options: ServerOptions) {
   }));
 
   app.get('/v1/collections/:name', auth, route(async (req, res) => {
-    res.json((await needSearch().existing(String(req.params.name))).info());
+    res.json((await needSearch().existing(pathName(req.params.name))).info());
   }));
 
   app.delete('/v1/collections/:name', auth, route(async (req, res) => {
-    await needSearch().drop(String(req.params.name));
-    res.json({ name: req.params.name, deleted: true });
+    const name = pathName(req.params.name);
+    await needSearch().drop(name);
+    res.json({ name, deleted: true });
   }));
 
   app.post('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res, ctx) => {
@@ -407,14 +483,14 @@ export function createApp(options: ServerOptions) {
     if (format) {
       const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '');
       if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new HttpError(415, 'UNSUPPORTED_ENCODING', 'send the upload as UTF-8');
-      source = { stream: req, format, limitBytes: limits.maxUploadBytes };
+      source = { stream: abortableBody(req, ctx.signal), format, limitBytes: limits.maxUploadBytes };
     } else {
       const body = parseBody(documentsBody, req.body);
       checkCount(body.documents.length, 'documents');
       source = body.documents;
       mapping = body.mapping;
     }
-    const c = await needSearch().existing(String(req.params.name));
+    const c = await needSearch().existing(pathName(req.params.name));
     if (!mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none yet; create it with one, or send one (id, embed, rerank templates) with the first documents as JSON');
     const r = await c.ingest(source, { mapping, signal: ctx.signal });
     res.json({ ...r, size: c.size });
@@ -423,7 +499,7 @@ export function createApp(options: ServerOptions) {
   app.delete('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res) => {
     const body = parseBody(deleteDocumentsBody, req.body);
     checkCount(body.ids.length, 'ids');
-    const c = await needSearch().existing(String(req.params.name));
+    const c = await needSearch().existing(pathName(req.params.name));
     const deleted = await c.delete(body.ids);
     res.json({ deleted, size: c.size });
   }));
@@ -437,23 +513,70 @@ export function createApp(options: ServerOptions) {
   return {
     app,
     metrics,
-    /** Stops accepting work, lets in-flight requests finish (up to `graceMs`), then closes. */
+    /** Listens on `port` with the limits' header, request and keep-alive timeouts. */
+    listen(port: number, host?: string): Server {
+      const server = createServer(
+        {
+          headersTimeout: limits.headersTimeoutMs,
+          requestTimeout: limits.requestTimeoutMs,
+          // how often Node looks for expired connections: often enough that none outlives its timeout by much
+          connectionsCheckingInterval: Math.min(30_000, Math.ceil(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)),
+        },
+        app,
+      );
+      server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+      return server.listen(port, host);
+    },
+    /**
+     * Stops accepting connections and refuses new requests (503), lets the requests in flight finish
+     * for up to `graceMs`, then aborts what still runs (an upload stops between batches, consistent)
+     * and answers it 503 instead of cutting it; closes every connection after that.
+     */
     async drain(server: Server, graceMs = 10_000): Promise<void> {
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections?.();
-      const deadline = Date.now() + graceMs;
-      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      server.closeAllConnections?.();
+      server.closeIdleConnections();
+      await until(() => inFlight.size === 0, graceMs);
+      for (const abort of inFlight) abort.abort(shuttingDown);
+      await until(() => inFlight.size === 0, DRAIN_ANSWER_MS);
+      server.closeIdleConnections();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, DRAIN_ANSWER_MS))]);
+      server.closeAllConnections();
       await closed;
     },
   };
 }
 
-function normaliseInput(input: unknown, em: Embedder): string[] {
+/** A model's file name without its directory: where the server's files lie is nobody's business. */
+function fileName(info: ModelInfo | undefined, fallback: string): string {
+  return info ? basename(info.path) : fallback;
+}
+
+/** A model's info as /v1/models shows it: `file` (the base name) instead of the path. */
+function publicInfo(info: ModelInfo) {
+  const { path: _path, ...rest } = info;
+  return { ...rest, file: basename(info.path) };
+}
+
+/** Resolves once `done()` holds, or after `ms`. */
+async function until(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+}
+
+/**
+ * The request body as a stream that fails when `signal` aborts, without destroying the socket (the
+ * answer can still be sent): an upload that stalls mid-body still notices a drain or a disconnect.
+ */
+function abortableBody(req: Request, signal: AbortSignal): Readable {
+  const body = addAbortSignal(signal, new PassThrough());
+  req.on('error', (err) => body.destroy(err));
+  return req.pipe(body);
+}
+
+/** The texts of an embeddings `input`: one text, one token-id list, or a list of either (validated by embeddingsBody). */
+function normaliseInput(input: string | number[] | (string | number[])[], em: Embedder): string[] {
   if (typeof input === 'string') return [input];
-  const list = input as unknown[];
-  if (list.length > 0 && typeof list[0] === 'number') return [em.detokenize(list as number[])];
-  if (list.length > 0 && Array.isArray(list[0])) return (list as number[][]).map((ids) => em.detokenize(ids));
-  return list as string[];
+  if (typeof input[0] === 'number') return [em.detokenize(input as number[])];
+  return (input as (string | number[])[]).map((item) => (typeof item === 'string' ? item : em.detokenize(item)));
 }

@@ -1,8 +1,10 @@
 /**
  * One JSON error shape for every route: { error: { code, message } } with the HTTP status that
- * fits the code. Messages say what to change.
+ * fits the code. Messages say what to change. A 500 is a defect: the client gets no detail, and its
+ * cause goes to the log at error level through `res.locals.log` (the request's logger, carrying its id).
  */
 import type { NextFunction, Request, Response } from 'express';
+import type { Logger } from 'pino';
 import { QrankError } from '../errors';
 
 export class HttpError extends Error {
@@ -45,6 +47,7 @@ export function toHttpError(err: unknown): HttpError {
 
 export function sendError(res: Response, err: unknown): void {
   const h = toHttpError(err);
+  if (h.status === 500) (res.locals.log as Logger | undefined)?.error({ err }, 'internal error');
   if (res.headersSent) return;
   res.status(h.status).json({ error: { code: h.code, message: h.message } });
 }

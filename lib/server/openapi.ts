@@ -4,7 +4,7 @@
  * lists exactly the routes Express serves.
  */
 import { z } from 'zod';
-import { collectionBody, deleteDocumentsBody, documentsBody, embeddingsBody, rerankBody, scoreBody, searchBody, teiRerankBody } from './schemas';
+import { collectionBody, collectionName, deleteDocumentsBody, documentsBody, embeddingsBody, rerankBody, scoreBody, searchBody, teiRerankBody } from './schemas';
 
 type Json = Record<string, unknown>;
 
@@ -46,7 +46,7 @@ function get(summary: string, response: Json, contentType = 'application/json'):
   return { get: { summary, responses: { 200: { description: 'OK', content: { [contentType]: { schema: response } } }, default: errorResponse } } };
 }
 
-const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[\\w-]{1,64}$' } };
+const nameParam = { name: 'name', in: 'path', required: true, schema: schema(collectionName) };
 
 // A route of the collections API: the collection name in the path, 404 when it does not exist.
 // `uploads`: other request content types the route reads (streamed bodies).
@@ -66,6 +66,12 @@ const collectionInfo = {
   type: 'object',
   required: ['name', 'size', 'pending', 'vectors', 'index'],
   properties: { name: { type: 'string' }, size: { type: 'integer' }, pending: { type: 'integer' }, vectors: { type: 'integer' }, index: { type: 'object' }, mapping: { type: 'object' }, embedder: { type: 'string' } },
+};
+const unopenable = {
+  type: 'object',
+  required: ['name', 'error'],
+  additionalProperties: false,
+  properties: { name: { type: 'string' }, error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } },
 };
 const ingestResult = {
   type: 'object',
@@ -157,7 +163,10 @@ export function openApiDocument(version: string): Json {
       '/embeddings': post('Embeddings (OpenAI, without /v1)', schema(embeddingsBody), embeddingsResponse),
       '/v1/search': post('Two-stage search: embedding recall with the filter inside, then reranking, optional fusion and explain', schema(searchBody), searchResponse),
       '/v1/collections': {
-        ...get('Collections in the data directory', { type: 'object', properties: { data: { type: 'array', items: collectionInfo } } }),
+        ...get('Collections in the data directory (one that cannot be opened is listed with its error, and can be deleted)', {
+          type: 'object',
+          properties: { data: { type: 'array', items: { oneOf: [collectionInfo, unopenable] } } },
+        }),
         post: { ...(post('Create a collection (409 if it exists)', schema(collectionBody), collectionInfo).post as Json), responses: { 201: { description: 'Created', content: { 'application/json': { schema: collectionInfo } } }, 400: errorResponse, 401: errorResponse, 409: errorResponse, default: errorResponse } },
       },
       '/v1/collections/{name}': {

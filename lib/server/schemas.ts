@@ -12,14 +12,17 @@ import { HttpError } from './http-errors';
 
 const text = z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode (lone surrogate)');
 const documentItem = z.union([text, z.object({ text }).passthrough()]);
+const topN = z.number().int().positive();
+// llama.cpp's server, TEI and Cohere all refuse to rerank nothing
+const nonEmpty = 'must not be empty: send at least one';
 
 /** Cohere v1 and Jina share POST /v1/rerank; Cohere v2 is POST /v2/rerank; llama.cpp server uses /rerank. */
 export const rerankBody = z
   .object({
     model: z.string().optional(),
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
-    documents: z.array(documentItem),
-    top_n: z.number().int().positive().optional(),
+    documents: z.array(documentItem).min(1, `${nonEmpty} document`),
+    top_n: topN.optional(),
     return_documents: z.boolean().optional(),
     max_tokens_per_doc: z.number().int().positive().optional(),
     max_chunks_per_doc: z.number().int().positive().optional(),
@@ -33,7 +36,8 @@ export const rerankBody = z
 export const teiRerankBody = z
   .object({
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
-    texts: z.array(text),
+    texts: z.array(text).min(1, `${nonEmpty} text`),
+    top_n: topN.optional(), // llama.cpp's server reads it in this shape too
     raw_scores: z.boolean().optional(),
     return_text: z.boolean().optional(),
     truncate: z.boolean().optional(),
@@ -53,11 +57,17 @@ export const scoreBody = z
   })
   .passthrough();
 
-/** OpenAI's POST /v1/embeddings. Token-id inputs are accepted and decoded with the model's vocabulary. */
+// token ids are int32 in the engine: a larger one would wrap around to another token
+const tokenIds = z.array(z.number().int().nonnegative().max(0x7fffffff));
+
+/**
+ * OpenAI's POST /v1/embeddings: one text, one list of token ids, or a list whose items are texts or
+ * token-id lists, mixed as llama.cpp's server accepts. Token ids are decoded with the model's vocabulary.
+ */
 export const embeddingsBody = z
   .object({
     model: z.string().optional(),
-    input: z.union([text, z.array(text), z.array(z.number().int().nonnegative()), z.array(z.array(z.number().int().nonnegative()))]),
+    input: z.union([text, tokenIds, z.array(z.union([text, tokenIds]))]),
     encoding_format: z.enum(['float', 'base64']).optional(),
     dimensions: z.number().int().positive().optional(),
     user: z.string().optional(),
@@ -95,7 +105,8 @@ function checkedBy<T extends z.ZodType>(problem: (v: unknown) => Problem | undef
   return check.and(shape);
 }
 
-const name = z.string().regex(COLLECTION_NAME, 'must be 1-64 letters, digits, _ or -');
+/** A collection name (a body's `name` or `collection`, or the path's). */
+export const collectionName = z.string().regex(COLLECTION_NAME, 'must be 1-64 letters, digits, _ or -');
 const scalar = z.union([text.max(MAX_FILTER_STRING_LENGTH), z.number(), z.boolean()]);
 const fieldFilter = z.union([
   scalar,
@@ -105,20 +116,34 @@ const fieldFilter = z.union([
     .strict(),
 ]);
 
+/**
+ * A collection name in a URL path, checked as in a body: a name like '../x' would otherwise reach
+ * the data directory's file names.
+ */
+export function pathName(value: unknown): string {
+  const r = collectionName.safeParse(value);
+  if (!r.success) throw new HttpError(400, 'INVALID_INPUT', `name (in the path): ${r.error.issues[0].message}`);
+  return r.data;
+}
+
+const upTo = (max: number) => z.number().int().positive().max(max);
+
 /** POST /v1/collections */
 export const collectionBody = z
   .object({
-    name,
+    name: collectionName,
+    // bounded by what one request may make the server allocate (an HNSW graph with m = 1e8 takes
+    // gigabytes per vector); the library checks the rest (m >= 2, pqBits <= 16, pqM divides dim)
     index: z
       .object({
         kind: z.enum(['flat', 'hnsw', 'ivf', 'ivfpq']),
         metric: z.enum(['ip', 'l2']),
-        m: z.number().int().positive(),
-        efConstruction: z.number().int().positive(),
-        efSearch: z.number().int().positive(),
-        nlist: z.number().int().positive(),
-        nprobe: z.number().int().positive(),
-        pqM: z.number().int().positive(),
+        m: upTo(256),
+        efConstruction: upTo(4096),
+        efSearch: upTo(4096),
+        nlist: upTo(65_536),
+        nprobe: upTo(65_536),
+        pqM: upTo(1024),
         pqBits: z.number().int().positive(),
       })
       .partial()
@@ -131,7 +156,11 @@ export const collectionBody = z
 /** POST /v1/collections/:name/documents: products as JSON records (the mapping says which fields). */
 export const documentsBody = z
   .object({
-    documents: z.array(z.record(z.string(), z.unknown())),
+    // records as parsed, not through z.record, which drops a `__proto__` key: the library decides
+    // what a hostile key means, as for NDJSON uploads
+    documents: z.array(
+      z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be an object (a product record)').meta({ type: 'object' }),
+    ),
     mapping: mappingSchema.optional(),
   })
   .strict();
@@ -142,7 +171,7 @@ export const deleteDocumentsBody = z.object({ ids: z.array(z.string().min(1)).mi
 /** POST /v1/search */
 export const searchBody = z
   .object({
-    collection: name,
+    collection: collectionName,
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
     recall_k: z.number().int().positive().max(MAX_RECALL_K).optional(),
     top_n: z.number().int().positive().optional(),

@@ -12,7 +12,7 @@ import pino from 'pino';
 import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
-import { DEFAULT_LIMITS, createApp } from '../../server/app';
+import { DEFAULT_LIMITS, checkApiKeys, createApp } from '../../server/app';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
 import { envOption, optionSources } from '../shared';
@@ -23,8 +23,9 @@ interface ServeFlags {
   embedder?: string;
   host: string;
   port: string;
-  apiKey?: string[];
-  cors?: string[];
+  /** As given (see listOf). */
+  apiKey?: unknown;
+  cors?: unknown;
   data: string;
   demo?: boolean;
   ui: boolean;
@@ -33,11 +34,37 @@ interface ServeFlags {
   maxConcurrent: string;
   maxUploadBytes: string;
   maxTokensPerDoc?: string;
+  headersTimeoutMs: string;
+  requestTimeoutMs: string;
+  keepAliveTimeoutMs: string;
   threads?: string;
   printConfig?: boolean;
 }
 
-const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/**
+ * A list option as given: repeated flags, an environment variable, or from the config file a string
+ * or a list of strings (the config file bypasses commander's parser); each string is comma-separated.
+ */
+function listOf(value: unknown, option: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const given = [value].flat();
+  if (!given.every((v) => typeof v === 'string')) throw new UsageError(`${option}: must be a string or a list of strings`);
+  return given.flatMap((v: string) => v.split(',').map((s) => s.trim()));
+}
+
+/** The API keys; an empty one is a usage error (exit 2), never a server without authentication. */
+function apiKeysOf(value: unknown): string[] | undefined {
+  const option = '--api-key (or QRANK_API_KEYS, or "api-key" in the config file)';
+  const keys = listOf(value, option);
+  try {
+    if (keys) checkApiKeys(keys);
+  } catch (err) {
+    throw new UsageError(`${option}: ${(err as Error).message}`);
+  }
+  return keys;
+}
 
 export const WEB_DIR = join(__dirname, '..', '..', '..', 'web');
 
@@ -53,8 +80,8 @@ export function registerServe(program: Command, io: CliIO): void {
     .addOption(envOption('--embedder <gguf>', 'embedding GGUF (default: a synthetic demo model)', 'QRANK_EMBEDDER'))
     .addOption(envOption('--host <host>', 'address to listen on', 'QRANK_HOST', '127.0.0.1'))
     .addOption(envOption('--port <port>', 'port (0: any free port)', 'QRANK_PORT', '8080'))
-    .addOption(envOption('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated)', 'QRANK_API_KEYS').argParser(list))
-    .addOption(envOption('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', 'QRANK_CORS').argParser(list))
+    .addOption(envOption('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated)', 'QRANK_API_KEYS').argParser(collect))
+    .addOption(envOption('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', 'QRANK_CORS').argParser(collect))
     .addOption(envOption('--data <dir>', 'data directory of the collections', 'QRANK_DATA', defaultDataDir()))
     .option('--demo', "fill a 'demo' collection with the shipped multilingual catalog on first start")
     .option('--no-ui', 'do not serve the web page at /')
@@ -63,6 +90,9 @@ export function registerServe(program: Command, io: CliIO): void {
     .addOption(envOption('--max-tokens-per-doc <n>', 'tokens per document or input: longer ones are cut, or refused when a request sends truncate: false (default: the model context)', 'QRANK_MAX_TOKENS_PER_DOC'))
     .addOption(envOption('--max-upload-bytes <n>', 'largest streamed NDJSON or CSV upload of products', 'QRANK_MAX_UPLOAD_BYTES', String(DEFAULT_LIMITS.maxUploadBytes)))
     .addOption(envOption('--max-concurrent <n>', 'requests served at once (more get 429)', 'QRANK_MAX_CONCURRENT', String(DEFAULT_LIMITS.maxConcurrent)))
+    .addOption(envOption('--headers-timeout-ms <ms>', 'time a client has to send its headers', 'QRANK_HEADERS_TIMEOUT_MS', String(DEFAULT_LIMITS.headersTimeoutMs)))
+    .addOption(envOption('--request-timeout-ms <ms>', 'time a client has to send its whole request; an upload is read as fast as it is ingested, so this bounds its ingestion too', 'QRANK_REQUEST_TIMEOUT_MS', String(DEFAULT_LIMITS.requestTimeoutMs)))
+    .addOption(envOption('--keep-alive-timeout-ms <ms>', 'time an idle kept-alive connection stays open', 'QRANK_KEEP_ALIVE_TIMEOUT_MS', String(DEFAULT_LIMITS.keepAliveTimeoutMs)))
     .addOption(envOption('--threads <n>', 'CPU threads per model (default: half the cores each)', 'QRANK_THREADS'))
     .option('--print-config', 'print each setting and where it came from (flag, env, config, default), then exit')
     .action(async (flags: ServeFlags, cmd: Command) => {
@@ -70,11 +100,15 @@ export function registerServe(program: Command, io: CliIO): void {
         io.stdout.write(JSON.stringify(optionSources(cmd), null, 2) + '\n');
         return;
       }
+      const apiKeys = apiKeysOf(flags.apiKey);
       const numbers = {
         maxDocuments: Number(flags.maxDocuments),
         maxBodyBytes: Number(flags.maxBodyBytes),
         maxConcurrent: Number(flags.maxConcurrent),
         maxUploadBytes: Number(flags.maxUploadBytes),
+        headersTimeoutMs: Number(flags.headersTimeoutMs),
+        requestTimeoutMs: Number(flags.requestTimeoutMs),
+        keepAliveTimeoutMs: Number(flags.keepAliveTimeoutMs),
         port: Number(flags.port),
         ...(flags.maxTokensPerDoc !== undefined ? { maxTokensPerDoc: Number(flags.maxTokensPerDoc) } : {}),
       };
@@ -82,6 +116,9 @@ export function registerServe(program: Command, io: CliIO): void {
         const min = k === 'port' ? 0 : 1;
         if (!Number.isInteger(v) || v < min) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be an integer >= ${min}, not '${String(flags[k as keyof ServeFlags])}'`);
       }
+      // Node refuses a header timeout longer than the request timeout
+      if (numbers.headersTimeoutMs > numbers.requestTimeoutMs) throw new UsageError('--headers-timeout-ms must not be longer than --request-timeout-ms');
+      const { port, maxTokensPerDoc, ...limits } = numbers;
       const log = pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
       // two models share the cores: more threads than cores makes ggml's spinning workers crawl
       const threads = flags.threads ? Number(flags.threads) : Math.max(1, Math.floor(availableParallelism() / 2));
@@ -107,11 +144,11 @@ export function registerServe(program: Command, io: CliIO): void {
         staticDir: flags.ui ? WEB_DIR : undefined,
         logger: log,
         version: JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
-        apiKeys: flags.apiKey,
-        corsOrigins: flags.cors,
-        limits: { maxDocuments: numbers.maxDocuments, maxBodyBytes: numbers.maxBodyBytes, maxConcurrent: numbers.maxConcurrent, maxUploadBytes: numbers.maxUploadBytes, maxTokensPerDocument: numbers.maxTokensPerDoc },
+        apiKeys,
+        corsOrigins: listOf(flags.cors, '--cors')?.filter(Boolean),
+        limits: { ...limits, maxTokensPerDocument: maxTokensPerDoc },
       });
-      const http = server.app.listen(numbers.port, flags.host, () => {
+      const http = server.listen(port, flags.host).once('listening', () => {
         const a = http.address();
         log.info({ address: typeof a === 'object' && a ? `http://${a.address}:${a.port}` : a, ui: flags.ui, data: search ? flags.data : null, synthetic }, 'qrank listening');
       });
