@@ -60,6 +60,37 @@ describe('opening a collection (item 8)', () => {
   });
 });
 
+describe('a collection that cannot be opened', () => {
+  it('is listed with its error (the others are still listed) and can be dropped', async () => {
+    const dir = fresh();
+    await (await engineWith(5, { dir })).close();
+    const se = await SearchEngine.open({ dir, embedder: em });
+    await (await se.collection('q', { index: { kind: 'flat' } })).ingest(products(3), { mapping: MAPPING });
+    writeFileSync(join(dir, 'p.qrix'), 'not an index');
+    const listed = await se.list();
+    expect(listed).toEqual([
+      { name: 'p', error: { code: 'BAD_INDEX', message: expect.any(String) } },
+      expect.objectContaining({ name: 'q', size: 3 }),
+    ]);
+    await se.drop('p');
+    expect(existsSync(join(dir, 'p.sqlite'))).toBe(false);
+    expect(existsSync(join(dir, 'p.qrix'))).toBe(false);
+    expect((await se.list()).map((c) => c.name)).toEqual(['q']);
+    await se.close();
+  });
+
+  it('a create whose index options the index refuses leaves no files, and the name stays free', async () => {
+    const dir = fresh();
+    const se = await SearchEngine.open({ dir, embedder: em });
+    await rejectsWithCode(se.create('bad', { index: { kind: 'hnsw', m: 1 } }), 'INVALID_INPUT');
+    expect(existsSync(join(dir, 'bad.sqlite'))).toBe(false);
+    expect(se.has('bad')).toBe(false);
+    expect(await se.list()).toEqual([]);
+    expect((await se.create('bad', { index: { kind: 'flat' } })).size).toBe(0);
+    await se.close();
+  });
+});
+
 describe('drop and close while work runs (item 9)', () => {
   it('searches, ingests and deletes running when drop starts finish; later calls get COLLECTION_NOT_FOUND; the files go', async () => {
     const dir = fresh();
