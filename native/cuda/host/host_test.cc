@@ -347,6 +347,9 @@ void test_plan_random() {
     const PlanLimits lim = limits(uniform(1, 300), uniform(1, 20), tile);
     const auto plan = plan_batches(in.seqs, lim);
     check_plan_invariants(in, plan, lim, "random round " + std::to_string(round));
+    bool bounded = true;
+    for (const DeviceBatch& b : plan) bounded = bounded && input_layout(b).bytes <= input_bytes_bound(b.rows(), b.n_outputs());
+    check(bounded, "random round " + std::to_string(round) + ": input bytes within input_bytes_bound");
   }
 }
 
@@ -578,6 +581,9 @@ void test_model_support() {
   m = ok;
   m.embedding_length = 100;
   check_throws([&] { qwen3_shape(m, Role::kReranker); }, ErrorCode::kUnsupported, "hidden size 100", "hidden 100 is unsupported");
+  const std::vector<float> inv = rope_inv_freq(1e6, 128);
+  check(inv.size() == 64 && inv[0] == 1.0f && inv[32] == 0.001f && std::fabs(inv[1] - 0.8058421877614819f) < 1e-7f && inv[63] < inv[62],
+        "RoPE inverse frequencies 1e6^(-2i/128): 1, 0.8058..., 0.001 at i = 32, decreasing");
   const Qwen3Shape s = qwen3_shape(ok, Role::kReranker);
   check(s.q_width() == 512 && s.kv_width() == 256 && s.qkv_width() == 1024 && s.vocab == 1000, "shape widths from the facts");
 }

@@ -1,5 +1,6 @@
 #include "cuda/host/model_layout.h"
 
+#include <cmath>
 #include <unordered_map>
 
 #include "cuda/host/weight_format.h"
@@ -127,6 +128,12 @@ Qwen3Shape qwen3_shape(const ModelInfo& info, Role role) {
   s.rope_theta = info.rope_theta;
   s.rms_eps = info.rms_eps;
   return s;
+}
+
+std::vector<float> rope_inv_freq(double theta, int64_t head_dim) {
+  std::vector<float> f(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim)));
+  return f;
 }
 
 WeightPlan plan_weights(const Qwen3Shape& s, const std::vector<TensorInfo>& tensors) {

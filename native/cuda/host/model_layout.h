@@ -54,6 +54,10 @@ std::string model_unsupported_reason(const ModelInfo& info, Role role);
 // The shape from the facts; Error(kUnsupported) with model_unsupported_reason when not servable.
 Qwen3Shape qwen3_shape(const ModelInfo& info, Role role);
 
+// RoPE's inverse frequencies theta^(-2i / D) for i < D / 2, computed in double, rounded to fp32 (as
+// Hugging Face computes them in fp32).
+std::vector<float> rope_inv_freq(double theta, int64_t head_dim);
+
 // One GGUF tensor copied into rows [first_row, first_row + tensor.ne[1]) of a fused matrix.
 struct MatrixPart {
   TensorInfo tensor;

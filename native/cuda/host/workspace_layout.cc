@@ -64,6 +64,12 @@ InputLayout input_layout(const DeviceBatch& b) {
   return in;
 }
 
+size_t input_bytes_bound(int64_t rows, int64_t outputs) {
+  const size_t r = count(rows), segments = 2 * count(outputs);
+  const size_t tiles = segments + r / kAttnQueries;
+  return 2 * r * sizeof(int32_t) + segments * sizeof(AttnSeq) + tiles * sizeof(AttnTile) + count(outputs) * sizeof(int32_t) + 5 * kAlign;
+}
+
 void pack_inputs(const DeviceBatch& b, const InputLayout& in, void* dst) {
   put(b.tokens, in.tokens, dst);
   put(b.positions, in.positions, dst);

@@ -42,6 +42,10 @@ struct InputLayout {
 };
 
 InputLayout input_layout(const DeviceBatch& batch);
+// An upper bound of input_layout(b).bytes for any batch of `rows` rows and `outputs` outputs cut in
+// tiles of at least kAttnQueries (at most 2 segments per output: each part of a prefix group has
+// one prefix segment and at least one member), for buffers sized ahead of the batches.
+size_t input_bytes_bound(int64_t rows, int64_t outputs);
 // Writes the batch's inputs at their offsets into dst (input_layout(batch).bytes bytes).
 void pack_inputs(const DeviceBatch& batch, const InputLayout& layout, void* dst);
 
