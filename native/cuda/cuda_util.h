@@ -4,8 +4,8 @@
 // not fit (the error is cleared and the context stays usable), kEngineFailure for anything else
 // (after a sticky error, e.g. an illegal address, every later call fails the same way).
 // Ownership: Stream, Event, DeviceBuffer (stream-ordered allocator: cudaMallocAsync on the owner's
-// stream, freed with cudaFreeAsync on it; the stream must outlive its buffers), PinnedBuffer
-// (page-locked host memory for asynchronous copies). Move-only.
+// stream, freed with cudaFreeAsync on it, 256-byte aligned; the stream must outlive its buffers),
+// PinnedBuffer (page-locked host memory for asynchronous copies). Move-only.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -57,17 +57,24 @@ class Event {
   cudaEvent_t event_ = nullptr;
 };
 
+// Device memory from the stream-ordered allocator, 256-byte aligned (what cuBLASLt's heuristics
+// assume; the allocation takes 256 bytes more so that the alignment holds whatever the pool gives).
 class DeviceBuffer {
  public:
+  static constexpr size_t kAlignment = 256;
+
   DeviceBuffer() = default;
   DeviceBuffer(size_t bytes, cudaStream_t stream) : stream_(stream), bytes_(bytes) {
-    check_cuda(cudaMallocAsync(&ptr_, bytes > 0 ? bytes : 1, stream), ("cannot allocate " + std::to_string(bytes >> 20) + " MiB on the device").c_str());
+    check_cuda(cudaMallocAsync(&raw_, bytes + kAlignment, stream), ("cannot allocate " + std::to_string(bytes >> 20) + " MiB on the device").c_str());
+    const uintptr_t p = reinterpret_cast<uintptr_t>(raw_);
+    ptr_ = reinterpret_cast<void*>((p + kAlignment - 1) / kAlignment * kAlignment);
   }
   ~DeviceBuffer() { reset(); }
   DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
       reset();
+      std::swap(raw_, o.raw_);
       std::swap(ptr_, o.ptr_);
       std::swap(stream_, o.stream_);
       std::swap(bytes_, o.bytes_);
@@ -78,8 +85,8 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
   void reset() {
-    if (ptr_) cudaFreeAsync(ptr_, stream_);
-    ptr_ = nullptr;
+    if (raw_) cudaFreeAsync(raw_, stream_);
+    raw_ = ptr_ = nullptr;
     bytes_ = 0;
   }
   size_t bytes() const { return bytes_; }
@@ -89,6 +96,7 @@ class DeviceBuffer {
   }
 
  private:
+  void* raw_ = nullptr;
   void* ptr_ = nullptr;
   cudaStream_t stream_ = nullptr;
   size_t bytes_ = 0;
