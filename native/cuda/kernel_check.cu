@@ -20,6 +20,10 @@
 // Exit 0: all pass; 1: a check failed; 77: no GPU.
 //
 //   ./kernel_check [seed] [--small]     --small: smaller cases (for compute-sanitizer)
+//   ./kernel_check --bench [--json F]   timings instead of checks: the measured bf16 GEMM ceiling,
+//       one layer's stages alone, and the whole network (Forward::run per device batch, with the
+//       engine's input and output copies) on the benchmark shapes, 0.6B and 4B, random weights
+//       filled on the device; F receives the figures as JSON.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,6 +31,8 @@
 #include <cstring>
 #include <ctime>
 #include <cuda_fp16.h>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -611,6 +617,366 @@ Qwen3Shape layer_shape(int64_t hidden, int64_t heads, int64_t kv_heads, int64_t 
   return s;
 }
 
+
+// --- --bench: timings on the device, random weights filled on the GPU ---------------------------
+
+__global__ void k_fill_bf16(bf16* p, size_t n, uint64_t seed, float std) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;  // splitmix64
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    const float u = static_cast<float>(x >> 40) * (2.f / 16777216.f) - 1.f;  // uniform [-1, 1): std 1/sqrt(3)
+    p[i] = __float2bfloat16(u * std * 1.7320508f);
+  }
+}
+
+__global__ void k_fill_f32(float* p, size_t n, float v) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) p[i] = v;
+}
+
+struct BenchModel {
+  std::vector<std::unique_ptr<Dev<bf16>>> matrices;
+  std::vector<std::unique_ptr<Dev<float>>> vectors;
+  ModelWeights w;
+
+  const bf16* matrix(size_t n, float std) {
+    matrices.push_back(std::make_unique<Dev<bf16>>(n));
+    k_fill_bf16<<<1024, 256>>>(matrices.back()->p, n, rng(), std);
+    CHECK_CUDA(cudaGetLastError());
+    return matrices.back()->p;
+  }
+  const float* ones(size_t n) {
+    vectors.push_back(std::make_unique<Dev<float>>(n));
+    k_fill_f32<<<64, 256>>>(vectors.back()->p, n, 1.f);
+    CHECK_CUDA(cudaGetLastError());
+    return vectors.back()->p;
+  }
+
+  BenchModel(const Qwen3Shape& s, bool reranker) {
+    const size_t h = static_cast<size_t>(s.hidden), f = static_cast<size_t>(s.ffn);
+    w.shape = s;
+    w.embeddings = matrix(static_cast<size_t>(s.vocab) * h, 0.02f);
+    for (int64_t l = 0; l < s.layers; ++l) {
+      LayerWeights lw;
+      lw.qkv = matrix(static_cast<size_t>(s.qkv_width()) * h, 1.f / std::sqrt(static_cast<float>(h)));
+      lw.o = matrix(h * static_cast<size_t>(s.q_width()), 1.f / std::sqrt(static_cast<float>(s.q_width())));
+      lw.gate_up = matrix(2 * f * h, 1.f / std::sqrt(static_cast<float>(h)));
+      lw.down = matrix(h * f, 1.f / std::sqrt(static_cast<float>(f)));
+      lw.attn_norm = ones(h);
+      lw.ffn_norm = ones(h);
+      lw.q_norm = ones(s.head_dim);
+      lw.k_norm = ones(s.head_dim);
+      w.layers.push_back(lw);
+    }
+    w.output_norm = ones(h);
+    vectors.push_back(std::make_unique<Dev<float>>(rope_inv_freq(s.rope_theta, s.head_dim)));
+    w.rope_inv_freq = vectors.back()->p;
+    if (reranker) {
+      vectors.push_back(std::make_unique<Dev<float>>(random_f32(2 * h, -0.05f, 0.05f)));
+      w.head = vectors.back()->p;
+    }
+    CHECK_CUDA(cudaDeviceSynchronize());
+  }
+};
+
+template <typename F>
+std::vector<float> times_ms(int reps, F run) {
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  run();  // warm-up: plans, module loads
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<float> t(reps);
+  for (float& ms : t) {
+    CHECK_CUDA(cudaEventRecord(start));
+    run();
+    CHECK_CUDA(cudaEventRecord(stop));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(t.begin(), t.end());
+  return t;
+}
+
+double median(const std::vector<float>& sorted) { return sorted[sorted.size() / 2]; }
+double percentile(const std::vector<float>& sorted, double p) {
+  return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())))];
+}
+
+// A request of `docs` sequences of `prefix + own` tokens (members of one prefix group when prefix >
+// 0), `queries` times over: the engine's device batches for it (defaults 32768 rows, 1024 outputs).
+struct BenchCase {
+  std::string name;
+  int64_t pair_tokens = 0;  // tokens of every sequence (what a padding-free engine without reuse would run)
+  int64_t pairs = 0;
+  std::vector<std::vector<Token>> tokens;
+  std::vector<DeviceBatch> batches;
+};
+
+BenchCase bench_case(const std::string& name, int queries, int docs, int prefix, int own) {
+  BenchCase c;
+  c.name = name;
+  std::vector<EngineSequence> seqs;
+  for (int q = 0; q < queries; ++q) {
+    std::vector<Token> head(prefix);
+    for (auto& t : head) t = uniform_int(0, 150000);
+    for (int d = 0; d < docs; ++d) {
+      std::vector<Token> t = head;
+      for (int i = 0; i < own; ++i) t.push_back(uniform_int(0, 150000));
+      c.tokens.push_back(std::move(t));
+      seqs.push_back(EngineSequence{nullptr, 0, prefix > 0 ? q : -1, prefix});
+    }
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    seqs[i].tokens = c.tokens[i].data();
+    seqs[i].n_tokens = static_cast<int32_t>(c.tokens[i].size());
+    c.pair_tokens += seqs[i].n_tokens;
+  }
+  c.pairs = static_cast<int64_t>(seqs.size());
+  c.batches = plan_batches(seqs, PlanLimits{32768, 1024, kAttnMmaQueries, 151936});
+  return c;
+}
+
+// The device side of the engine's run(): per device batch, inputs from pinned memory in one copy,
+// the network, the outputs back.
+class BenchRunner {
+ public:
+  BenchRunner(const ModelWeights& w, const BenchCase& c) : gemm_(0), forward_(w, gemm_, AttentionKernel::kTensorCores, 0) {
+    int64_t rows = 1, outs = 1;
+    size_t in_bytes = 0;
+    for (const DeviceBatch& b : c.batches) {
+      rows = std::max(rows, b.rows());
+      outs = std::max(outs, b.n_outputs());
+      in_bytes = std::max(in_bytes, input_layout(b).bytes);
+    }
+    const int64_t width = w.head ? 1 : w.shape.hidden;
+    workspace_bytes_ = activation_layout(w.shape, rows, outs, width).bytes;
+    workspace_ = std::make_unique<Dev<uint8_t>>(workspace_bytes_);
+    device_in_ = std::make_unique<Dev<uint8_t>>(in_bytes * c.batches.size());
+    CHECK_CUDA(cudaMallocHost(&pinned_in_, in_bytes * c.batches.size()));
+    CHECK_CUDA(cudaMallocHost(&pinned_out_, static_cast<size_t>(outs) * width * sizeof(float)));
+    for (size_t i = 0; i < c.batches.size(); ++i) {
+      const DeviceBatch& b = c.batches[i];
+      const InputLayout il = input_layout(b);
+      const size_t at = i * in_bytes;
+      pack_inputs(b, il, static_cast<uint8_t*>(pinned_in_) + at);
+      Job j;
+      j.at = at;
+      j.bytes = il.bytes;
+      j.in.tokens = reinterpret_cast<const int32_t*>(device_in_->p + at + il.tokens);
+      j.in.positions = reinterpret_cast<const int32_t*>(device_in_->p + at + il.positions);
+      j.in.segments = reinterpret_cast<const AttnSeq*>(device_in_->p + at + il.segments);
+      j.in.tiles = reinterpret_cast<const AttnTile*>(device_in_->p + at + il.tiles);
+      j.in.last_rows = reinterpret_cast<const int32_t*>(device_in_->p + at + il.last_rows);
+      j.in.rows = static_cast<int32_t>(b.rows());
+      j.in.outputs = static_cast<int32_t>(b.n_outputs());
+      j.in.n_tiles = static_cast<int32_t>(b.tiles.size());
+      j.act = Activations::in(workspace_->p, activation_layout(w.shape, b.rows(), b.n_outputs(), width));
+      j.out_bytes = static_cast<size_t>(b.n_outputs()) * width * sizeof(float);
+      jobs_.push_back(j);
+    }
+  }
+  ~BenchRunner() {
+    cudaFreeHost(pinned_in_);
+    cudaFreeHost(pinned_out_);
+  }
+
+  void run() {
+    for (const Job& j : jobs_) {
+      CHECK_CUDA(cudaMemcpyAsync(device_in_->p + j.at, static_cast<uint8_t*>(pinned_in_) + j.at, j.bytes, cudaMemcpyHostToDevice, 0));
+      forward_.run(j.in, j.act, nullptr);
+      CHECK_CUDA(cudaMemcpyAsync(pinned_out_, j.act.out, j.out_bytes, cudaMemcpyDeviceToHost, 0));
+      CHECK_CUDA(cudaStreamSynchronize(0));  // the engine's one sync per device batch
+    }
+  }
+  size_t workspace_bytes() const { return workspace_bytes_; }
+
+ private:
+  struct Job {
+    size_t at = 0, bytes = 0, out_bytes = 0;
+    BatchInputs in;
+    Activations act;
+  };
+  Gemm gemm_;
+  Forward forward_;
+  size_t workspace_bytes_ = 0;
+  std::unique_ptr<Dev<uint8_t>> workspace_, device_in_;
+  void* pinned_in_ = nullptr;
+  void* pinned_out_ = nullptr;
+  std::vector<Job> jobs_;
+};
+
+// GEMM FLOPs of the network for a batch: every row through every layer but the last, whose O and
+// FFN run on the output rows only.
+double network_gemm_flops(const Qwen3Shape& s, int64_t rows, int64_t outputs) {
+  const double h = static_cast<double>(s.hidden), f = static_cast<double>(s.ffn);
+  const double qkv = 2.0 * h * static_cast<double>(s.qkv_width()), rest = 2.0 * (static_cast<double>(s.q_width()) * h + 2 * f * h + f * h);
+  return static_cast<double>(s.layers) * static_cast<double>(rows) * qkv + (static_cast<double>(s.layers - 1) * static_cast<double>(rows) + static_cast<double>(outputs)) * rest;
+}
+
+struct JsonOut {
+  std::string text = "{\n  \"cases\": [";
+  bool first = true;
+  void add(const std::string& fields) {
+    text += (first ? "\n    {" : ",\n    {") + fields + "}";
+    first = false;
+  }
+};
+
+std::string json_field(const char* key, double v) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "\"%s\": %.6g", key, v);
+  return buf;
+}
+
+double bench_gemm_ceiling() {
+  const int n = 8192;
+  Dev<bf16> a(static_cast<size_t>(n) * n), b(static_cast<size_t>(n) * n), c(static_cast<size_t>(n) * n);
+  k_fill_bf16<<<1024, 256>>>(a.p, a.n, 1, 1.f);
+  k_fill_bf16<<<1024, 256>>>(b.p, b.n, 2, 1.f);
+  Gemm gemm(0);
+  const auto t = times_ms(20, [&] { gemm.linear(a.p, b.p, c.p, n, n, n); });
+  const double tflops = 2.0 * n * n * static_cast<double>(n) / (median(t) * 1e-3) / 1e12;
+  std::printf("bf16 GEMM ceiling (cuBLASLt, %d^3, random data): %.0f TFLOP/s\n", n, tflops);
+  return tflops;
+}
+
+// One layer's stages, timed alone on the case's first device batch.
+void bench_stages(const ModelWeights& w, const BenchCase& c) {
+  const Qwen3Shape& s = w.shape;
+  DeviceBatch b = c.batches.front();
+  const int rows = static_cast<int>(b.rows());
+  Gemm gemm(0);
+  const InputLayout il = input_layout(b);
+  std::vector<uint8_t> packed(il.bytes);
+  pack_inputs(b, il, packed.data());
+  Dev<uint8_t> d_in(packed);
+  const ActivationLayout layout = activation_layout(s, rows, b.n_outputs(), 1);
+  Dev<uint8_t> ws(layout.bytes);
+  const Activations act = Activations::in(ws.p, layout);
+  k_fill_f32<<<1024, 256>>>(act.residual, static_cast<size_t>(rows) * s.hidden, 0.5f);
+  k_fill_bf16<<<1024, 256>>>(act.wide, static_cast<size_t>(rows) * layout.wide_cols, 3, 1.f);
+  k_fill_bf16<<<1024, 256>>>(act.narrow, static_cast<size_t>(rows) * layout.narrow_cols, 4, 1.f);
+  k_fill_bf16<<<1024, 256>>>(act.normed, static_cast<size_t>(rows) * s.hidden, 5, 1.f);
+  const auto* positions = reinterpret_cast<const int32_t*>(d_in.p + il.positions);
+  const auto* segments = reinterpret_cast<const AttnSeq*>(d_in.p + il.segments);
+  const auto* tiles = reinterpret_cast<const AttnTile*>(d_in.p + il.tiles);
+  const int mma_tiles = static_cast<int>(b.tiles.size());  // the planner's, packed above
+  make_tiles(b, kAttnQueries);
+  Dev<AttnTile> small_tiles(b.tiles);
+  const LayerWeights& lw = w.layers[0];
+  const int h = static_cast<int>(s.hidden), f = static_cast<int>(s.ffn), hq = static_cast<int>(s.heads), hkv = static_cast<int>(s.kv_heads);
+  bf16* q = act.narrow;
+  bf16* k = q + static_cast<int64_t>(rows) * s.q_width();
+  bf16* v = k + static_cast<int64_t>(rows) * s.kv_width();
+  double keys = 0;
+  for (const AttnSeq& seg : b.segments) keys += static_cast<double>(seg.q_len) * seg.prefix_len + 0.5 * seg.q_len * (seg.q_len + 1.0);
+  const double attn_flops = 4.0 * 128 * hq * keys;
+  const float scale = 1.f / std::sqrt(128.f);
+  struct Stage {
+    const char* name;
+    double flops, bytes;
+    std::function<void()> run;
+  };
+  const double r = rows;
+  const std::vector<Stage> stages = {
+      {"rmsnorm", 0, r * h * 6, [&] { CHECK_CUDA(add_rmsnorm(act.residual, nullptr, lw.attn_norm, act.normed, rows, h, 1e-6f, 0)); }},
+      {"QKV GEMM", 2 * r * h * s.qkv_width(), 0, [&] { gemm.linear(act.normed, lw.qkv, act.wide, rows, s.qkv_width(), h); }},
+      {"q/k norm + RoPE", 0, r * s.qkv_width() * 4,
+       [&] { CHECK_CUDA(qk_norm_rope(act.wide, positions, lw.q_norm, lw.k_norm, w.rope_inv_freq, q, k, v, rows, hq, hkv, 128, 1e-6f, 0)); }},
+      {"attention (tensor cores)", attn_flops, 0,
+       [&] { CHECK_CUDA(attention_mma(q, k, v, segments, tiles, mma_tiles, act.wide, hq, hkv, 128, scale, 0)); }},
+      {"attention (CUDA cores)", attn_flops, 0,
+       [&] { CHECK_CUDA(attention(q, k, v, segments, small_tiles.p, static_cast<int>(small_tiles.n), act.wide, hq, hkv, 128, scale, 0)); }},
+      {"O GEMM + residual", 2 * r * h * s.q_width(), 0, [&] { gemm.linear_add(act.wide, lw.o, act.residual, rows, h, s.q_width()); }},
+      {"gate+up GEMM", 2 * r * h * 2 * f, 0, [&] { gemm.linear(act.normed, lw.gate_up, act.wide, rows, 2 * f, h); }},
+      {"SwiGLU", 0, r * f * 6, [&] { CHECK_CUDA(swiglu(act.wide, act.narrow, rows, f, 0)); }},
+      {"down GEMM + residual", 2 * r * h * f, 0, [&] { gemm.linear_add(act.narrow, lw.down, act.residual, rows, h, f); }},
+  };
+  std::printf("  stages of one layer, %d rows (%s):\n", rows, c.name.c_str());
+  double sum = 0;
+  for (const Stage& st : stages) {
+    const double ms = median(times_ms(10, st.run));
+    if (std::strstr(st.name, "CUDA cores") == nullptr) sum += ms;
+    if (st.flops > 0) {
+      std::printf("    %-26s %8.3f ms  %7.1f TFLOP/s\n", st.name, ms, st.flops / (ms * 1e-3) / 1e12);
+    } else {
+      std::printf("    %-26s %8.3f ms  %7.0f GB/s\n", st.name, ms, st.bytes / (ms * 1e-3) / 1e9);
+    }
+  }
+  std::printf("    %-26s %8.3f ms  (x %lld layers = %.1f ms)\n", "sum (tensor cores)", sum, static_cast<long long>(s.layers), sum * s.layers);
+}
+
+void bench_case_run(const ModelWeights& w, const BenchCase& c, int reps, double ceiling, JsonOut& json, const char* model) {
+  BenchRunner runner(w, c);
+  const auto t = times_ms(reps, [&] { runner.run(); });
+  int64_t rows = 0, outs = 0;
+  double flops = 0;
+  for (const DeviceBatch& b : c.batches) {
+    rows += b.rows();
+    outs += b.n_outputs();
+    flops += network_gemm_flops(w.shape, b.rows(), b.n_outputs());
+  }
+  const double ms = median(t), share = flops / (ms * 1e-3) / 1e12 / ceiling;
+  std::printf("  %-44s %6zu batch(es) %8lld rows  p50 %8.2f ms  p99 %8.2f ms  %9.0f tokens/s  %8.0f pairs/s  GEMM %4.1f%% of ceiling\n",
+              c.name.c_str(), c.batches.size(), static_cast<long long>(rows), ms, percentile(t, 0.99), c.pair_tokens / (ms * 1e-3),
+              c.pairs / (ms * 1e-3), 100 * share);
+  json.add("\"model\": \"" + std::string(model) + "\", \"case\": \"" + c.name + "\", " + json_field("device_batches", static_cast<double>(c.batches.size())) +
+           ", " + json_field("rows_evaluated", static_cast<double>(rows)) + ", " + json_field("pair_tokens", static_cast<double>(c.pair_tokens)) + ", " +
+           json_field("pairs", static_cast<double>(c.pairs)) + ", " + json_field("p50_ms", ms) + ", " + json_field("p99_ms", percentile(t, 0.99)) + ", " +
+           json_field("tokens_per_s", c.pair_tokens / (ms * 1e-3)) + ", " + json_field("pairs_per_s", c.pairs / (ms * 1e-3)) + ", " +
+           json_field("gemm_share_of_ceiling", share) + ", " + json_field("workspace_bytes", static_cast<double>(runner.workspace_bytes())));
+}
+
+Qwen3Shape model_shape(int64_t hidden, int64_t layers, int64_t heads, int64_t kv_heads, int64_t ffn) {
+  Qwen3Shape s = layer_shape(hidden, heads, kv_heads, ffn);
+  s.layers = layers;
+  s.vocab = 151936;
+  return s;
+}
+
+int bench(const char* json_path) {
+  const double ceiling = bench_gemm_ceiling();
+  JsonOut json;
+  const struct {
+    const char* name;
+    Qwen3Shape shape;
+  } models[] = {{"0.6b", model_shape(1024, 28, 16, 8, 3072)}, {"4b", model_shape(2560, 36, 32, 8, 9728)}};
+  for (const auto& m : models) {
+    size_t free_before = 0, total = 0;
+    CHECK_CUDA(cudaMemGetInfo(&free_before, &total));
+    const BenchModel model(m.shape, true);
+    std::printf("%s shape: hidden %lld, %lld layers, %lld/%lld heads, FFN %lld (random bf16 weights)\n", m.name, static_cast<long long>(m.shape.hidden),
+                static_cast<long long>(m.shape.layers), static_cast<long long>(m.shape.heads), static_cast<long long>(m.shape.kv_heads),
+                static_cast<long long>(m.shape.ffn));
+    const bool big = m.shape.hidden > 1024;
+    bench_stages(model.w, bench_case("100 x 256", 1, 100, 0, 256));
+    bench_case_run(model.w, bench_case("100 x 256 (no shared prefix)", 1, 100, 0, 256), 10, ceiling, json, m.name);
+    bench_case_run(model.w, bench_case("100 x 256 (70-token prefix shared)", 1, 100, 70, 186), big ? 10 : 50, ceiling, json, m.name);
+    bench_case_run(model.w, bench_case("1000 titles of 53 under one 70-token prefix", 1, 1000, 70, 53), 10, ceiling, json, m.name);
+    if (!big) {
+      bench_case_run(model.w, bench_case("1000 x 128 (no shared prefix)", 1, 1000, 0, 128), 5, ceiling, json, m.name);
+      bench_case_run(model.w, bench_case("32 queries x 100 docs x 256 (prefix 70)", 32, 100, 70, 186), 3, ceiling, json, m.name);
+    }
+    size_t free_after = 0;
+    CHECK_CUDA(cudaMemGetInfo(&free_after, &total));
+    std::printf("  weights on the device: %.2f GB\n", (free_before - free_after) / 1e9);
+  }
+  json.text += "\n  ],\n  " + json_field("gemm_ceiling_tflops", ceiling) + "\n}\n";
+  if (json_path) {
+    FILE* f = std::fopen(json_path, "w");
+    if (!f) {
+      std::printf("cannot write %s\n", json_path);
+      return 1;
+    }
+    std::fputs(json.text.c_str(), f);
+    std::fclose(f);
+  }
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -620,9 +986,15 @@ int main(int argc, char** argv) {
     return 77;
   }
   unsigned long long seed = static_cast<unsigned long long>(std::time(nullptr));
+  bool timing = false;
+  const char* json_path = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--small") == 0) {
       small = true;
+    } else if (std::strcmp(argv[i], "--bench") == 0) {
+      timing = true;
+    } else if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+      json_path = argv[++i];
     } else {
       seed = std::strtoull(argv[i], nullptr, 10);
     }
@@ -631,6 +1003,14 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   std::printf("device %s (sm_%d%d), seed %llu%s\n", prop.name, prop.major, prop.minor, seed, small ? ", small cases" : "");
+  if (timing) {
+    try {
+      return bench(json_path);
+    } catch (const Error& e) {
+      std::printf("FAIL: qrank::Error %d: %s\n", static_cast<int>(e.code()), e.what());
+      return 1;
+    }
+  }
   try {
     check_convert();
     check_add_rmsnorm(37, 1024);
