@@ -1,6 +1,7 @@
-// The CUDA engine's element-wise and attention kernels: see kernels.cuh for layouts. First,
-// correct versions (METHOD.md: correct first); each is checked against a float64 CPU reference by
-// kernel_check.cu on the GPU machine before any tuning.
+// The CUDA engine's element-wise kernels and the CUDA-core attention kernel: see kernels.cuh for
+// layouts (the tensor-core attention is attention_mma.cu). Correct first (METHOD.md), with 16-byte
+// or 8-byte accesses where a row allows them; each is checked against a float64 CPU reference by
+// kernel_check.cu on the GPU machine.
 #include <cmath>
 #include <cuda_fp16.h>
 
@@ -10,6 +11,22 @@ namespace qrank::cuda {
 namespace {
 
 constexpr unsigned kFull = 0xffffffffu;
+constexpr int kHeadDim = 128;  // attention and qk_norm_rope
+
+__device__ __forceinline__ float2 unpack_bf16x2(uint32_t u) {
+  __nv_bfloat162 b;
+  memcpy(&b, &u, sizeof b);
+  return __bfloat1622float2(b);
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);  // lo in the low half (the lower address)
+  uint32_t u;
+  memcpy(&u, &b, sizeof u);
+  return u;
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
@@ -57,64 +74,101 @@ __global__ void k_q80_to_bf16(const uint8_t* __restrict__ s, __nv_bfloat16* __re
   }
 }
 
+// One block per row; each thread takes 4 consecutive values at a time (16-byte fp32 loads, 8-byte
+// bf16 loads and stores). The second pass re-reads the row from L1/L2.
 __global__ void k_add_rmsnorm(float* __restrict__ residual, const __nv_bfloat16* __restrict__ delta, const float* __restrict__ weight,
                               __nv_bfloat16* __restrict__ normed, int hidden, float eps) {
-  float* x = residual + (int64_t)blockIdx.x * hidden;
-  const __nv_bfloat16* dx = delta ? delta + (int64_t)blockIdx.x * hidden : nullptr;
+  const int64_t row = blockIdx.x;
+  float4* x = reinterpret_cast<float4*>(residual + row * hidden);
+  const uint2* dx = delta ? reinterpret_cast<const uint2*>(delta + row * hidden) : nullptr;
+  const int n4 = hidden / 4;
   float ss = 0.f;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    float v = x[i];
+  for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+    float4 v = x[i];
     if (dx) {
-      v += __bfloat162float(dx[i]);
+      const uint2 d = dx[i];
+      const float2 d0 = unpack_bf16x2(d.x), d1 = unpack_bf16x2(d.y);
+      v.x += d0.x;
+      v.y += d0.y;
+      v.z += d1.x;
+      v.w += d1.y;
       x[i] = v;
     }
-    ss += v * v;
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
   }
   const float inv = rsqrtf(block_sum(ss) / hidden + eps);
-  __nv_bfloat16* y = normed + (int64_t)blockIdx.x * hidden;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) y[i] = __float2bfloat16(x[i] * inv * weight[i]);
+  const float4* w4 = reinterpret_cast<const float4*>(weight);
+  uint2* y = reinterpret_cast<uint2*>(normed + row * hidden);
+  for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+    const float4 v = x[i], w = w4[i];
+    y[i] = make_uint2(pack_bf16x2(v.x * inv * w.x, v.y * inv * w.y), pack_bf16x2(v.z * inv * w.z, v.w * inv * w.w));
+  }
 }
 
 __global__ void k_embed_tokens(const int32_t* __restrict__ tokens, const __nv_bfloat16* __restrict__ table, float* __restrict__ residual, int hidden) {
-  const __nv_bfloat16* row = table + (int64_t)tokens[blockIdx.x] * hidden;
-  float* out = residual + (int64_t)blockIdx.x * hidden;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[i] = __bfloat162float(row[i]);
+  const uint32_t* row = reinterpret_cast<const uint32_t*>(table + (int64_t)tokens[blockIdx.x] * hidden);
+  float2* out = reinterpret_cast<float2*>(residual + (int64_t)blockIdx.x * hidden);
+  for (int i = threadIdx.x; i < hidden / 2; i += blockDim.x) out[i] = unpack_bf16x2(row[i]);
 }
 
-// One block of head_dim / 2 threads per (token, head); thread i holds the pair (i, i + D/2).
-// blockIdx.y: q heads, then k heads, then v heads (copied).
-__global__ void k_qk_norm_rope(const __nv_bfloat16* __restrict__ qkv, const int32_t* __restrict__ positions, const float* __restrict__ q_norm,
-                               const float* __restrict__ k_norm, __nv_bfloat16* __restrict__ q, __nv_bfloat16* __restrict__ k,
-                               __nv_bfloat16* __restrict__ v, int n_head, int n_head_kv, int head_dim, float eps, float rope_theta) {
-  const int row = blockIdx.x, head = blockIdx.y, i = threadIdx.x, half = head_dim / 2;
-  const __nv_bfloat16* src = qkv + (int64_t)row * (n_head + 2 * n_head_kv) * head_dim + (int64_t)head * head_dim;
-  float a = __bfloat162float(src[i]), b = __bfloat162float(src[i + half]);
-  if (head >= n_head + n_head_kv) {  // v: a plain copy
-    __nv_bfloat16* dst = v + ((int64_t)row * n_head_kv + (head - n_head - n_head_kv)) * head_dim;
-    dst[i] = src[i];
-    dst[i + half] = src[i + half];
-    return;
+// One block of 8 warps per token; warp w takes heads w, w + 8, ... (q heads, then k, then v, which
+// is copied). Lane l holds dimensions 2l, 2l + 1 and their RoPE partners 2l + 64, 2l + 65, so every
+// load and store is 4 bytes wide and a warp covers a head's 256 bytes. The angles depend on the
+// token only: computed once per thread for its two frequencies (inv_freq, from the host in double).
+constexpr int kRopeWarps = 8;
+
+__global__ void __launch_bounds__(kRopeWarps * 32) k_qk_norm_rope(const __nv_bfloat16* __restrict__ qkv, const int32_t* __restrict__ positions,
+                                                                  const float* __restrict__ q_norm, const float* __restrict__ k_norm,
+                                                                  const float* __restrict__ inv_freq, __nv_bfloat16* __restrict__ q,
+                                                                  __nv_bfloat16* __restrict__ k, __nv_bfloat16* __restrict__ v, int n_head,
+                                                                  int n_head_kv, float eps) {
+  constexpr int kHalf = kHeadDim / 2;
+  const int64_t row = blockIdx.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, d = 2 * lane;
+  const int heads = n_head + 2 * n_head_kv;
+  const float pos = static_cast<float>(positions[row]);
+  float sn0, cs0, sn1, cs1;
+  sincosf(pos * inv_freq[d], &sn0, &cs0);
+  sincosf(pos * inv_freq[d + 1], &sn1, &cs1);
+  const __nv_bfloat16* src_row = qkv + row * heads * kHeadDim;
+  for (int h = warp; h < heads; h += kRopeWarps) {
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(src_row + (int64_t)h * kHeadDim);
+    const uint32_t lo_bits = src[lane], hi_bits = src[lane + kHalf / 2];
+    if (h >= n_head + n_head_kv) {  // v: a plain copy
+      uint32_t* dst = reinterpret_cast<uint32_t*>(v + (row * n_head_kv + (h - n_head - n_head_kv)) * kHeadDim);
+      dst[lane] = lo_bits;
+      dst[lane + kHalf / 2] = hi_bits;
+      continue;
+    }
+    const bool is_q = h < n_head;
+    const float* w = is_q ? q_norm : k_norm;
+    const float2 a = unpack_bf16x2(lo_bits), b = unpack_bf16x2(hi_bits);  // x[d], x[d+1]; x[d+64], x[d+65]
+    const float inv = rsqrtf(warp_sum(a.x * a.x + a.y * a.y + b.x * b.x + b.y * b.y) / kHeadDim + eps);
+    const float x0 = a.x * inv * w[d], x1 = a.y * inv * w[d + 1];
+    const float y0 = b.x * inv * w[d + kHalf], y1 = b.y * inv * w[d + kHalf + 1];
+    __nv_bfloat16* dst = is_q ? q + (row * n_head + h) * kHeadDim : k + (row * n_head_kv + (h - n_head)) * kHeadDim;
+    uint32_t* out = reinterpret_cast<uint32_t*>(dst);
+    out[lane] = pack_bf16x2(x0 * cs0 - y0 * sn0, x1 * cs1 - y1 * sn1);
+    out[lane + kHalf / 2] = pack_bf16x2(y0 * cs0 + x0 * sn0, y1 * cs1 + x1 * sn1);
   }
-  const bool is_q = head < n_head;
-  const float* w = is_q ? q_norm : k_norm;
-  const float inv = rsqrtf(block_sum(a * a + b * b) / head_dim + eps);
-  a *= inv * w[i];
-  b *= inv * w[i + half];
-  const float freq = powf(rope_theta, -2.0f * i / head_dim);
-  float sn, cs;
-  sincosf(positions[row] * freq, &sn, &cs);
-  __nv_bfloat16* dst = is_q ? q + ((int64_t)row * n_head + head) * head_dim : k + ((int64_t)row * n_head_kv + (head - n_head)) * head_dim;
-  dst[i] = __float2bfloat16(a * cs - b * sn);
-  dst[i + half] = __float2bfloat16(b * cs + a * sn);
 }
 
+// 8 values per thread and step: 16-byte loads of gate and up, a 16-byte store.
 __global__ void k_swiglu(const __nv_bfloat16* __restrict__ gate_up, __nv_bfloat16* __restrict__ act, int64_t rows, int ffn) {
-  const int64_t n = rows * ffn;
+  const int per_row = ffn / 8;
+  const int64_t n = rows * per_row;
   for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = idx / ffn, j = idx % ffn;
-    const float g = __bfloat162float(gate_up[r * 2 * ffn + j]);
-    const float u = __bfloat162float(gate_up[r * 2 * ffn + ffn + j]);
-    act[idx] = __float2bfloat16(g / (1.f + expf(-g)) * u);
+    const int64_t r = idx / per_row, j = idx % per_row;
+    const uint4 g = *reinterpret_cast<const uint4*>(gate_up + r * 2 * ffn + j * 8);
+    const uint4 u = *reinterpret_cast<const uint4*>(gate_up + r * 2 * ffn + ffn + j * 8);
+    const uint32_t gw[4] = {g.x, g.y, g.z, g.w}, uw[4] = {u.x, u.y, u.z, u.w};
+    uint32_t o[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const float2 gg = unpack_bf16x2(gw[c]), uu = unpack_bf16x2(uw[c]);
+      o[c] = pack_bf16x2(silu(gg.x) * uu.x, silu(gg.y) * uu.y);
+    }
+    *reinterpret_cast<uint4*>(act + r * ffn + j * 8) = make_uint4(o[0], o[1], o[2], o[3]);
   }
 }
 
@@ -122,7 +176,6 @@ __global__ void k_swiglu(const __nv_bfloat16* __restrict__ gate_up, __nv_bfloat1
 // Keys go through shared memory 32 at a time: lane j scores key j against the warp's query (dot
 // products over padded rows: conflict-free), then the tile's softmax weights are broadcast and each
 // lane accumulates its 4 of the 128 output dimensions (online softmax, fp32).
-constexpr int kHeadDim = 128;
 constexpr int kKeys = 32;
 constexpr int kWords = kHeadDim / 2;    // bf16 pairs per row
 constexpr int kKStride = kWords + 1;    // padded row of K in shared memory (32-bit words)
@@ -209,22 +262,23 @@ __global__ void __launch_bounds__(kAttnQueries * 32) k_attention(const __nv_bflo
   }
 }
 
-__global__ void k_gather_rows(const float* __restrict__ residual, const int32_t* __restrict__ index, float* __restrict__ rows, int hidden) {
-  const float* src = residual + (int64_t)index[blockIdx.x] * hidden;
-  float* dst = rows + (int64_t)blockIdx.x * hidden;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+template <typename T>
+__global__ void k_gather_rows(const T* __restrict__ src, const int32_t* __restrict__ index, T* __restrict__ rows, int width) {
+  const T* from = src + (int64_t)index[blockIdx.x] * width;
+  T* to = rows + (int64_t)blockIdx.x * width;
+  for (int i = threadIdx.x; i < width; i += blockDim.x) to[i] = from[i];
 }
 
-__global__ void k_yes_no_head(const float* __restrict__ rows, const float* __restrict__ norm, const float* __restrict__ head, float* __restrict__ scores,
+__global__ void k_yes_no_head(const float* __restrict__ rows, const float* __restrict__ norm, const float* __restrict__ head, float* __restrict__ logits,
                               int hidden, float eps) {
   const float* x = rows + (int64_t)blockIdx.x * hidden;
   float ss = 0.f;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) ss += x[i] * x[i];
   const float inv = rsqrtf(block_sum(ss) / hidden + eps);
-  float diff = 0.f;  // <y, w_yes> - <y, w_no>
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) diff += x[i] * inv * norm[i] * (head[hidden + i] - head[i]);
+  float diff = 0.f;  // <y, row 0> - <y, row 1>
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) diff += x[i] * inv * norm[i] * (head[i] - head[hidden + i]);
   diff = block_sum(diff);
-  if (threadIdx.x == 0) scores[blockIdx.x] = 1.f / (1.f + expf(-diff));
+  if (threadIdx.x == 0) logits[blockIdx.x] = diff;
 }
 
 __global__ void k_embed_output(const float* __restrict__ rows, const float* __restrict__ norm, float* __restrict__ out, int hidden, int dims, float eps) {
@@ -242,6 +296,8 @@ __global__ void k_embed_output(const float* __restrict__ rows, const float* __re
   float* o = out + (int64_t)blockIdx.x * dims;
   for (int i = threadIdx.x; i < dims; i += blockDim.x) o[i] = x[i] * inv * norm[i] * scale;
 }
+
+__global__ void k_probe() {}
 
 int grid_for(int64_t n, int threads) {
   const int64_t blocks = (n + threads - 1) / threads;
@@ -273,29 +329,31 @@ cudaError_t convert_to_bf16(WeightType type, const void* src, __nv_bfloat16* dst
 cudaError_t add_rmsnorm(float* residual, const __nv_bfloat16* delta, const float* weight, __nv_bfloat16* normed, int rows, int hidden, float eps,
                         cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
+  if (hidden <= 0 || hidden % 4 != 0) return cudaErrorInvalidValue;
   k_add_rmsnorm<<<rows, 256, 0, stream>>>(residual, delta, weight, normed, hidden, eps);
   return cudaGetLastError();
 }
 
 cudaError_t embed_tokens(const int32_t* tokens, const __nv_bfloat16* table, float* residual, int rows, int hidden, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
+  if (hidden <= 0 || hidden % 2 != 0) return cudaErrorInvalidValue;
   k_embed_tokens<<<rows, 256, 0, stream>>>(tokens, table, residual, hidden);
   return cudaGetLastError();
 }
 
-cudaError_t qk_norm_rope(const __nv_bfloat16* qkv, const int32_t* positions, const float* q_norm, const float* k_norm, __nv_bfloat16* q,
-                         __nv_bfloat16* k, __nv_bfloat16* v, int rows, int n_head, int n_head_kv, int head_dim, float eps, float rope_theta,
+cudaError_t qk_norm_rope(const __nv_bfloat16* qkv, const int32_t* positions, const float* q_norm, const float* k_norm, const float* inv_freq,
+                         __nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v, int rows, int n_head, int n_head_kv, int head_dim, float eps,
                          cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
-  if (head_dim % 64 != 0 || head_dim > 2048) return cudaErrorInvalidValue;  // whole warps of pairs
-  k_qk_norm_rope<<<dim3(rows, n_head + 2 * n_head_kv), head_dim / 2, 0, stream>>>(qkv, positions, q_norm, k_norm, q, k, v, n_head, n_head_kv,
-                                                                                   head_dim, eps, rope_theta);
+  if (head_dim != kHeadDim || n_head <= 0 || n_head_kv <= 0) return cudaErrorInvalidValue;
+  k_qk_norm_rope<<<rows, kRopeWarps * 32, 0, stream>>>(qkv, positions, q_norm, k_norm, inv_freq, q, k, v, n_head, n_head_kv, eps);
   return cudaGetLastError();
 }
 
 cudaError_t swiglu(const __nv_bfloat16* gate_up, __nv_bfloat16* act, int rows, int ffn, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
-  k_swiglu<<<grid_for((int64_t)rows * ffn, 256), 256, 0, stream>>>(gate_up, act, rows, ffn);
+  if (ffn <= 0 || ffn % 8 != 0) return cudaErrorInvalidValue;
+  k_swiglu<<<grid_for((int64_t)rows * (ffn / 8), 256), 256, 0, stream>>>(gate_up, act, rows, ffn);
   return cudaGetLastError();
 }
 
@@ -307,15 +365,21 @@ cudaError_t attention(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv
   return cudaGetLastError();
 }
 
-cudaError_t gather_rows(const float* residual, const int32_t* index, float* rows, int n, int hidden, cudaStream_t stream) {
+cudaError_t gather_rows(const float* src, const int32_t* index, float* rows, int n, int width, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  k_gather_rows<<<n, 256, 0, stream>>>(residual, index, rows, hidden);
+  k_gather_rows<<<n, 256, 0, stream>>>(src, index, rows, width);
   return cudaGetLastError();
 }
 
-cudaError_t yes_no_head(const float* rows, const float* norm, const float* head, float* scores, int n, int hidden, float eps, cudaStream_t stream) {
+cudaError_t gather_rows(const __nv_bfloat16* src, const int32_t* index, __nv_bfloat16* rows, int n, int width, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  k_yes_no_head<<<n, 256, 0, stream>>>(rows, norm, head, scores, hidden, eps);
+  k_gather_rows<<<n, 256, 0, stream>>>(src, index, rows, width);
+  return cudaGetLastError();
+}
+
+cudaError_t yes_no_head(const float* rows, const float* norm, const float* head, float* logits, int n, int hidden, float eps, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  k_yes_no_head<<<n, 256, 0, stream>>>(rows, norm, head, logits, hidden, eps);
   return cudaGetLastError();
 }
 
@@ -324,6 +388,11 @@ cudaError_t embed_output(const float* rows, const float* norm, float* out, int n
   if (dims <= 0 || dims > hidden) return cudaErrorInvalidValue;
   k_embed_output<<<n, 256, 0, stream>>>(rows, norm, out, hidden, dims, eps);
   return cudaGetLastError();
+}
+
+cudaError_t probe_kernels() {
+  cudaFuncAttributes attributes{};
+  return cudaFuncGetAttributes(&attributes, k_probe);
 }
 
 }  // namespace qrank::cuda
