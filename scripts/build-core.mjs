@@ -68,9 +68,19 @@ function targetsAfter(argv) {
   return t >= 0 ? argv.slice(t + 1).filter((a) => !a.startsWith('--')) : [];
 }
 
-// nvcc and cuBLASLt, or the one message that says what is missing (scripts/find-cuda.cmake).
+// A value of an earlier configuration of build-cuda/ ('' when none).
+function cachedValue(name) {
+  const cache = join(cudaBuildDir, 'CMakeCache.txt');
+  if (!existsSync(cache)) return '';
+  return readFileSync(cache, 'utf8').match(new RegExp(`^${name}:[A-Z]+=(.*)$`, 'm'))?.[1] ?? '';
+}
+
+// nvcc and cuBLASLt, or the one message that says what is missing (scripts/find-cuda.cmake). Without
+// QRANK_CUBLAS_DIR in the environment, the directory an earlier configuration used is searched first.
 function findCuda() {
-  const r = spawnSync('cmake', ['-P', join(root, 'scripts', 'find-cuda.cmake')], { cwd: root, encoding: 'utf8' });
+  const remembered = process.env.QRANK_CUBLAS_DIR ? '' : cachedValue('QRANK_CUBLAS_DIR');
+  const args = [...(remembered ? [`-DQRANK_CUBLAS_DIR=${remembered}`] : []), '-P', join(root, 'scripts', 'find-cuda.cmake')];
+  const r = spawnSync('cmake', args, { cwd: root, encoding: 'utf8' });
   const found = Object.fromEntries(
     r.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
