@@ -249,18 +249,35 @@ uint64_t token_sum(const std::vector<qrank::Outcome>& outcomes) {
   return n;
 }
 
+// Submits one call; an input the pipeline refuses at once (Error) becomes that call's failed outcome,
+// so that the calls already in flight are still waited for.
+template <typename Submit>
+void submit_one(Submit& submit, const std::vector<size_t>& ids, qrank::Callback cb) {
+  try {
+    submit(ids, cb);
+  } catch (const qrank::Error& e) {
+    qrank::Outcome failed;
+    failed.ok = false;
+    failed.code = e.code();
+    failed.message = e.what();
+    cb(std::move(failed));
+  }
+}
+
 // The first n_queries calls of a workload, all in flight at once; returns the tokens run.
 uint64_t submit_all(qrank::Pipeline& p, const Args& a, const Workload& w, size_t n_queries) {
   Waiter waiter(n_queries);
-  for (size_t q = 0; q < n_queries; ++q) {
+  auto submit = [&](const std::vector<size_t>& ids, qrank::Callback cb) {
+    const size_t q = ids[0];
     if (a.role == "reranker") {
       std::vector<qrank::Pair> pairs;
       for (const auto& d : w.docs[q]) pairs.push_back({w.queries[q], d});
-      p.score(std::move(pairs), "", waiter.callback(q));
+      p.score(std::move(pairs), "", std::move(cb));
     } else {
-      p.embed(w.docs[q], qrank::TextKind::kDocument, "", 0, waiter.callback(q));
+      p.embed(w.docs[q], qrank::TextKind::kDocument, "", 0, std::move(cb));
     }
-  }
+  };
+  for (size_t q = 0; q < n_queries; ++q) submit_one(submit, {q}, waiter.callback(q));
   return token_sum(waiter.wait());
 }
 
@@ -413,12 +430,12 @@ std::vector<Row> run_calls(const std::vector<std::vector<size_t>>& calls, size_t
   if (one_at_a_time) {
     for (size_t c = 0; c < calls.size(); ++c) {
       Waiter w(1);
-      submit(calls[c], w.callback(0));
+      submit_one(submit, calls[c], w.callback(0));
       collect(c, w.wait()[0]);
     }
   } else {
     Waiter w(calls.size());
-    for (size_t c = 0; c < calls.size(); ++c) submit(calls[c], w.callback(c));
+    for (size_t c = 0; c < calls.size(); ++c) submit_one(submit, calls[c], w.callback(c));
     auto& outcomes = w.wait();
     for (size_t c = 0; c < calls.size(); ++c) collect(c, outcomes[c]);
   }
