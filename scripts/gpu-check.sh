@@ -6,12 +6,14 @@
 # Prepare here, then call the device tool once:
 #   npm run build:native && npm run build:cuda && npm run build && bash scripts/gpu-pack.sh
 #   run(command="bash scripts/gpu-check.sh", carry=[".gpu-pack"], timeout_s=540)
+# gpu-check.json in $OUT is rewritten after every step, so a call cut short still returns what ran.
 # Dry run on a machine without a GPU (the same steps on the CPU engine, the tiny models and small
 # shapes; what needs a GPU says SKIP):
 #   QRANK_GPU_CHECK_DRY_RUN=1 QRANK_CUBLAS_DIR=<cuBLAS> bash scripts/gpu-check.sh
 #
 # Steps, one line each (PASS / FAIL / SKIP: why, seconds), in order of importance so that the budget
-# (QRANK_GPU_CHECK_BUDGET, default 450 s; a step is not started past it) cuts the least useful:
+# (QRANK_GPU_CHECK_BUDGET, default 420 s: no step starts past it, and every step's limits are cut to
+# end within 60 s of it; the device call needs timeout_s >= 500) cuts the least useful:
 #   environment  GPU, nvcc, PyTorch, cuBLAS            unpack    .gpu-pack (node, dist, addon, llama.cpp)
 #   models       synthetic models generated here (tiny ones against golden.json's hashes; 0.6b and 4b
 #                in the background)
@@ -24,7 +26,8 @@
 #   same-*       prefix reuse and packing against one pair per call, one call at a time
 #   ref-embedder embeddings (whole and cut to `dimensions`) against torch_qwen3.py float32
 #   bench-*      qrank_bench and torch_qwen3.py bench (bf16, sdpa) on the same model and shapes;
-#                node-api: Reranker through Node within 10% of the C++ bench; the 4b shapes last
+#                node-api: Reranker through Node within 10% of the C++ bench; kernel-bench:
+#                kernel_check --bench (cuBLASLt's GEMM ceiling, each stage alone); the 4b shapes last
 # Tolerances are derived in scripts/gpu_check.py's docstring (bf16 operands, fp32 accumulation).
 # Outputs in $OUT: gpu-check.json (every step and number), gpu-check.log, gpu-bench.png (or .svg),
 # sanitizer-memcheck.log, sanitizer-racecheck.log. Exit status 1 when a step failed.
@@ -36,7 +39,8 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 START=$SECONDS
 DRY=${QRANK_GPU_CHECK_DRY_RUN:-0}
-BUDGET=${QRANK_GPU_CHECK_BUDGET:-450}
+BUDGET=${QRANK_GPU_CHECK_BUDGET:-420}
+GRACE=60  # the last step started within the budget may run this much past it
 OUT=${OUT:-/tmp/qrank-gpu-out}
 WORK=${QRANK_GPU_WORK:-/tmp/qrank-gpu}
 PACK=$REPO/.gpu-pack
@@ -91,6 +95,14 @@ run_step() {
   "$@" >> "$LOG" 2>&1 || rc=$?
   case $rc in 0) status=PASS ;; 77) status=SKIP ;; *) status=FAIL ;; esac
   record "$status" "$name" "$(cat "$WORK/detail")" $((SECONDS - t0))
+  # gpu-check.json as it stands, so that a run cut short by the device tool still brings figures back
+  python3 "$REPO/scripts/gpu_check.py" report --work "$WORK" --out "$OUT" --quiet $([ "$DRY" = 1 ] && echo --dry-run) >> "$LOG" 2>&1
+}
+# cap SECONDS: a step's own limit, cut to what the budget leaves (plus GRACE for the last step)
+cap() {
+  local left=$((BUDGET + GRACE - (SECONDS - START)))
+  [ "$left" -lt 5 ] && left=5
+  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
 }
 # check ARGS...: a scripts/gpu_check.py check; its verdict line becomes the step's detail.
 check() {
@@ -107,8 +119,8 @@ need() {  # need FILE WHAT: SKIP the step when an earlier one did not make FILE
   say "no $2 (an earlier step failed)"
   return 77
 }
-bench() { timeout "${BENCH_TIMEOUT:-240}" "$BENCH" "$@"; }
-torch_qwen3() { timeout "${TORCH_TIMEOUT:-240}" python3 "$TORCH_QWEN3" "$@"; }
+bench() { timeout "$(cap "${BENCH_TIMEOUT:-240}")" "$BENCH" "$@"; }
+torch_qwen3() { timeout "$(cap "${TORCH_TIMEOUT:-240}")" python3 "$TORCH_QWEN3" "$@"; }
 # The token-ids flag of torch_qwen3.py score/embed: --inputs (the contract) or --input (its first draft).
 torch_inputs_flag() {
   if python3 "$TORCH_QWEN3" score --help 2> /dev/null | grep -q -- '--inputs'; then echo --inputs; else echo --input; fi
@@ -233,7 +245,7 @@ step_host_test() {
 step_kernels() {
   need "$B/qrank_kernel_check" "kernel_check" || return 77
   local rc=0
-  QRANK_KERNEL_CHECK=$B/qrank_kernel_check QRANK_SANITIZER_TIMEOUT=${QRANK_SANITIZER_TIMEOUT:-75} OUT=$OUT \
+  QRANK_KERNEL_CHECK=$B/qrank_kernel_check QRANK_SANITIZER_TIMEOUT=$(cap "${QRANK_SANITIZER_TIMEOUT:-75}") OUT=$OUT \
     bash scripts/cuda-check.sh "$SEED" > "$WORK/kernels.txt" 2>&1 || rc=$?
   cat "$WORK/kernels.txt"
   say "$(grep -E '^(PASS|FAIL|SKIP)' "$WORK/kernels.txt" | tr '\n' ';' | sed 's/;$//')"
@@ -367,9 +379,17 @@ step_node() {
   if [ -n "${ADDON_STALE:-}" ]; then say "the carried addon or dist/ was built from other sources ($ADDON_STALE): run scripts/gpu-pack.sh"; return 1; fi
   docs=$(cut -dx -f2 <<< "${SHAPES[0]}")
   QRANK_PREBUILD=$WORK/addon LD_LIBRARY_PATH="$WORK/addon/lib:${CUBLAS_LIB_DIR:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    timeout 200 "$NODE" bench/node-bench.mjs --model "$model" --prompts "$IO/prompts-$SIZE.tsv" --queries 1 --docs "$docs" \
+    timeout "$(cap 200)" "$NODE" bench/node-bench.mjs --model "$model" --prompts "$IO/prompts-$SIZE.tsv" --queries 1 --docs "$docs" \
     --device "$DEVICE" --repeat "$NODE_REPEAT" --dist "$WORK/js/dist" > "$R/node-api.json" || { say "the Node bench failed"; return 1; }
   check check-node --name node-api --node "$R/node-api.json" --cpp "$R/bench-qrank-$SIZE.json" --shape "${SHAPE_NAMES[0]}" --result "$R/node-check.json"
+}
+
+step_kernel_bench() {  # kernel_check --bench: the GEMM ceiling through cuBLASLt, each stage alone, the network
+  [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
+  need "$B/qrank_kernel_check" "kernel_check" || return 77
+  grep -q -- '--bench' native/cuda/kernel_check.cu || { say "this kernel_check has no --bench"; return 77; }
+  timeout "$(cap "${KERNEL_BENCH_TIMEOUT:-120}")" "$B/qrank_kernel_check" --bench --json "$R/kernel-bench.json" || { say "kernel_check --bench failed or timed out"; return 1; }
+  say "figures in gpu-check.json (results.kernel-bench)"
 }
 
 step_4b() {  # which: qrank or torch
@@ -397,6 +417,7 @@ run_step same-embedder step_same embedder
 run_step "bench-qrank-$SIZE" step_bench_qrank "$SIZE"
 run_step "bench-torch-$SIZE" step_bench_torch "$SIZE"
 run_step node-api step_node
+run_step kernel-bench step_kernel_bench
 run_step bench-qrank-4b step_4b qrank
 run_step bench-torch-4b step_4b torch
 for job in $(jobs -p); do kill "$job" 2> /dev/null; done  # model generation the budget left unused

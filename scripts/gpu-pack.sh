@@ -73,7 +73,8 @@ tar -C "$stage/llama" -cJf "$pack/llama.tar.xz" .
 } > "$pack/MANIFEST"
 
 packed=$(du -cb "$pack" | tail -1 | cut -f1)
-tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb 2> /dev/null | tail -1 | cut -f1)
+tree=$({ git ls-files -co --exclude-standard -z 2> /dev/null || true; } | xargs -0 -r du -cb 2> /dev/null | tail -1 | cut -f1)
+tree=${tree:-0}
 cat "$pack/MANIFEST"
 echo "gpu-pack: $((packed / 1024 / 1024)) MiB packed + $((tree / 1024 / 1024)) MiB working tree = $(((packed + tree) / 1024 / 1024)) MiB of the 64 MiB a run carries"
 if [ $((packed + tree)) -gt "$limit" ]; then

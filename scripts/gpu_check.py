@@ -433,6 +433,8 @@ def cmd_report(a) -> int:
                                        torch=max([s.get("peak_memory_bytes") or 0 for s in torch.get("shapes", [])] or [0])),
                node_api=results.get("node-check"), results=results)
     write(os.path.join(a.out, "gpu-check.json"), doc)
+    if a.quiet:
+        return 0
     if rows:
         title = "qrank vs PyTorch, synthetic Qwen3-Reranker shapes" + (" (DRY RUN, CPU, tiny model)" if a.dry_run else "")
         print(f"chart: {chart(rows, a.out, title)}")
@@ -503,6 +505,7 @@ def main() -> int:
     p.add_argument("--work", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="gpu-check.json only: no chart, no table")
     p.set_defaults(fn=cmd_report)
     a = ap.parse_args()
     return a.fn(a)
