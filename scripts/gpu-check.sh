@@ -269,7 +269,15 @@ step_golden() {  # role: reranker, causal or embedder
   need "$model" "tiny $role model" || return 77
   [ "$role" = embedder ] && bench_role=embedder
   python3 scripts/gpu_check.py golden-inputs --role "$role" --out "$IO/golden-$role.json"
-  engine_inputs "$bench_role" "$model" "$IO/golden-$role.json" "$IO/golden-$role.out.json" || return 1
+  if ! engine_inputs "$bench_role" "$model" "$IO/golden-$role.json" "$IO/golden-$role.out.json"; then
+    # the engine may not serve the tiny models' shape (16-value heads): then their golden values
+    # are the CPU engine's check (test/golden.test.ts) and the PyTorch steps below are this engine's
+    if grep -q "UNSUPPORTED" "$WORK/detail" && ! grep -q "no CUDA device" "$WORK/detail"; then
+      say "the engine does not serve the tiny $role: $(sed 's/.*cannot serve [^:]*: //; s/; and this build.*//' "$WORK/detail")"
+      return 77
+    fi
+    return 1
+  fi
   check check-golden --name "golden-$role" --role "$role" --engine "$IO/golden-$role.out.json" --model "$model" --result "$R/golden-$role.json"
 }
 
@@ -332,7 +340,11 @@ step_bench_qrank() {  # size [number of shapes]
   [ "$DRY" = 1 ] || wait_model reranker "$size" 300 || { say "the $size reranker was not generated"; return 1; }
   # shellcheck disable=SC2046
   bench --model "$model" --device "$DEVICE" $(shape_flags "${2:-}") --repeat "$REPEAT" --latency-runs "$LATENCY_RUNS" \
-    --seed "$SEED" --dump-prompts "$IO/prompts-$size.tsv" > "$R/bench-qrank-$size.json" || { say "qrank_bench failed"; return 1; }
+    --seed "$SEED" --dump-prompts "$IO/prompts-$size.tsv" > "$IO/bench-qrank-$size.json" || {
+    say "qrank_bench failed: $(tail -1 "$LOG" | cut -c1-300)"
+    return 1
+  }
+  mv "$IO/bench-qrank-$size.json" "$R/bench-qrank-$size.json"
   python3 - "$R/bench-qrank-$size.json" << 'EOF' > "$WORK/detail"
 import json, sys
 b = json.load(open(sys.argv[1]))
@@ -359,13 +371,14 @@ import json, sys
 pairs = [dict(query=f"query {i} auriculares bluetooth", document=d) for i in range(32) for d in ("wireless headphones", "刀具 套装")]
 json.dump(dict(pairs=pairs), open(sys.argv[1], "w"))
 EOF
-    engine_inputs reranker "$model" "$IO/frame-pairs.json" "$IO/frame-pairs.out.json" || return 1
+    engine_inputs reranker "$model" "$IO/frame-pairs.json" "$IO/frame-pairs.out.json" --device auto || return 1
     python3 scripts/gpu_check.py frame --engine "$IO/frame-pairs.out.json" --out "$IO/frame.json"
     flags+=(--frame "$IO/frame.json")
   fi
   [ "$DRY" = 1 ] && flags+=(--batch-sizes 4,8 --reps 1 --latency-reps 5)
-  TORCH_TIMEOUT=${TORCH_BENCH_TIMEOUT:-200} torch_qwen3 bench --model "$model" --out "$R/bench-torch-$size.json" \
-    --device "$TORCH_DEVICE" --dtype bfloat16 --attn sdpa "${flags[@]}" || { say "torch_qwen3.py bench failed or timed out"; return 1; }
+  TORCH_TIMEOUT=${TORCH_BENCH_TIMEOUT:-200} torch_qwen3 bench --model "$model" --out "$IO/bench-torch-$size.json" \
+    --device "$TORCH_DEVICE" --dtype bfloat16 --attn sdpa "${flags[@]}" || { say "torch_qwen3.py bench failed or timed out: $(tail -1 "$LOG" | cut -c1-200)"; return 1; }
+  mv "$IO/bench-torch-$size.json" "$R/bench-torch-$size.json"
   python3 - "$R/bench-torch-$size.json" << 'EOF' > "$WORK/detail"
 import json, sys
 b = json.load(open(sys.argv[1]))
@@ -380,15 +393,19 @@ step_node() {
   docs=$(cut -dx -f2 <<< "${SHAPES[0]}")
   QRANK_PREBUILD=$WORK/addon LD_LIBRARY_PATH="$WORK/addon/lib:${CUBLAS_LIB_DIR:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     timeout "$(cap 200)" "$NODE" bench/node-bench.mjs --model "$model" --prompts "$IO/prompts-$SIZE.tsv" --queries 1 --docs "$docs" \
-    --device "$DEVICE" --repeat "$NODE_REPEAT" --dist "$WORK/js/dist" > "$R/node-api.json" || { say "the Node bench failed"; return 1; }
-  check check-node --name node-api --node "$R/node-api.json" --cpp "$R/bench-qrank-$SIZE.json" --shape "${SHAPE_NAMES[0]}" --result "$R/node-check.json"
+    --device "$DEVICE" --repeat "$NODE_REPEAT" --dist "$WORK/js/dist" > "$IO/node-api.json" || { say "the Node bench failed: $(tail -1 "$LOG" | cut -c1-300)"; return 1; }
+  check check-node --name node-api --node "$IO/node-api.json" --cpp "$R/bench-qrank-$SIZE.json" --shape "${SHAPE_NAMES[0]}" --result "$R/node-check.json"
 }
 
 step_kernel_bench() {  # kernel_check --bench: the GEMM ceiling through cuBLASLt, each stage alone, the network
   [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
   need "$B/qrank_kernel_check" "kernel_check" || return 77
   grep -q -- '--bench' native/cuda/kernel_check.cu || { say "this kernel_check has no --bench"; return 77; }
-  timeout "$(cap "${KERNEL_BENCH_TIMEOUT:-120}")" "$B/qrank_kernel_check" --bench --json "$R/kernel-bench.json" || { say "kernel_check --bench failed or timed out"; return 1; }
+  local rc=0
+  timeout "$(cap "${KERNEL_BENCH_TIMEOUT:-120}")" "$B/qrank_kernel_check" --bench --json "$IO/kernel-bench.json" || rc=$?
+  [ "$rc" -eq 77 ] && { say "no CUDA device here"; return 77; }
+  [ "$rc" -eq 0 ] || { say "kernel_check --bench failed (exit $rc; 124: timed out)"; return 1; }
+  mv "$IO/kernel-bench.json" "$R/kernel-bench.json"
   say "figures in gpu-check.json (results.kernel-bench)"
 }
 

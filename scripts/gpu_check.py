@@ -418,7 +418,12 @@ def chart(rows: list[dict], out_dir: str, title: str) -> str:
 
 def cmd_report(a) -> int:
     steps = [json.loads(line) for line in open(os.path.join(a.work, "steps.jsonl"), encoding="utf-8")]
-    results = {os.path.basename(p)[:-5]: read(p) for p in sorted(glob.glob(os.path.join(a.work, "results", "*.json")))}
+    results = {}
+    for path in sorted(glob.glob(os.path.join(a.work, "results", "*.json"))):
+        try:
+            results[os.path.basename(path)[:-5]] = read(path)
+        except (OSError, ValueError) as err:  # a step cut short: say so, keep the rest
+            results[os.path.basename(path)[:-5]] = dict(unreadable=str(err))
     rows = []
     for label in ("tiny", "0.6b", "4b"):
         bench = results.get(f"bench-qrank-{label}")
