@@ -20,7 +20,8 @@
 #   build        CMake: QRANK_CUDA=ON, no FAISS, the carried llama.cpp libraries; warnings as errors
 #   host-test    native/cuda/host/host_test.cc         kernels   scripts/cuda-check.sh (kernel_check,
 #                                                                compute-sanitizer memcheck + racecheck)
-#   golden-*     the engine on the tiny models against test/fixtures/golden.json (float64)
+#   golden-*     the engine on the tiny models against test/fixtures/golden.json (float64); SKIP, with
+#                the engine's reason, when it does not serve their shape (16-value heads)
 #   ref-reranker a few thousand random pairs, fresh every run (seed printed): the engine against
 #                scripts/torch_qwen3.py float32 on the token ids the engine ran; Kendall tau >= 0.99
 #   same-*       prefix reuse and packing against one pair per call, one call at a time
@@ -35,6 +36,7 @@
 # Settings: QRANK_GPU_CHECK_SEED (default: fresh), QRANK_GPU_CHECK_4B=0 (skip the 4b shapes),
 # QRANK_TORCH_QWEN3 (default scripts/torch_qwen3.py), QRANK_GPU_WORK (default /tmp/qrank-gpu).
 set -uo pipefail
+export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 REPO=$PWD
 START=$SECONDS
