@@ -27,8 +27,8 @@
 #   same-*       prefix reuse and packing against one pair per call, one call at a time
 #   ref-embedder embeddings (whole and cut to `dimensions`) against torch_qwen3.py float32
 #   bench-*      qrank_bench and torch_qwen3.py bench (bf16, sdpa) on the same model and shapes;
-#                node-api: Reranker through Node within 10% of the C++ bench; kernel-bench:
-#                kernel_check --bench (cuBLASLt's GEMM ceiling, each stage alone); the 4b shapes last
+#                node-api: Reranker through Node within 10% of the C++ bench; the 4b shapes; last,
+#                kernel-bench: kernel_check --bench (cuBLASLt's GEMM ceiling, each stage alone)
 # Tolerances are derived in scripts/gpu_check.py's docstring (bf16 operands, fp32 accumulation).
 # Outputs in $OUT: gpu-check.json (every step and number), gpu-check.log, gpu-bench.png (or .svg),
 # sanitizer-memcheck.log, sanitizer-racecheck.log. Exit status 1 when a step failed.
@@ -247,7 +247,7 @@ step_host_test() {
 step_kernels() {
   need "$B/qrank_kernel_check" "kernel_check" || return 77
   local rc=0
-  QRANK_KERNEL_CHECK=$B/qrank_kernel_check QRANK_SANITIZER_TIMEOUT=$(cap "${QRANK_SANITIZER_TIMEOUT:-75}") OUT=$OUT \
+  QRANK_KERNEL_CHECK=$B/qrank_kernel_check QRANK_SANITIZER_TIMEOUT=$(cap "${QRANK_SANITIZER_TIMEOUT:-60}") OUT=$OUT \
     bash scripts/cuda-check.sh "$SEED" > "$WORK/kernels.txt" 2>&1 || rc=$?
   cat "$WORK/kernels.txt"
   say "$(grep -E '^(PASS|FAIL|SKIP)' "$WORK/kernels.txt" | tr '\n' ';' | sed 's/;$//')"
@@ -377,7 +377,12 @@ EOF
     python3 scripts/gpu_check.py frame --engine "$IO/frame-pairs.out.json" --out "$IO/frame.json"
     flags+=(--frame "$IO/frame.json")
   fi
-  [ "$DRY" = 1 ] && flags+=(--batch-sizes 4,8 --reps 1 --latency-reps 5)
+  # fewer batch sizes to sweep and fewer latency runs than its defaults, where it takes them
+  local sizes=32,64,128,256 reps=3 latency=30
+  [ "$DRY" = 1 ] && sizes=4,8 reps=1 latency=5
+  grep -q -- '--batch-sizes' <<< "$help" && flags+=(--batch-sizes "$sizes")
+  grep -q -- '--reps' <<< "$help" && flags+=(--reps "$reps")
+  grep -q -- '--latency-reps' <<< "$help" && flags+=(--latency-reps "$latency")
   TORCH_TIMEOUT=${TORCH_BENCH_TIMEOUT:-200} torch_qwen3 bench --model "$model" --out "$IO/bench-torch-$size.json" \
     --device "$TORCH_DEVICE" --dtype bfloat16 --attn sdpa "${flags[@]}" || { say "torch_qwen3.py bench failed or timed out: $(tail -1 "$LOG" | cut -c1-200)"; return 1; }
   mv "$IO/bench-torch-$size.json" "$R/bench-torch-$size.json"
@@ -436,9 +441,9 @@ run_step same-embedder step_same embedder
 run_step "bench-qrank-$SIZE" step_bench_qrank "$SIZE"
 run_step "bench-torch-$SIZE" step_bench_torch "$SIZE"
 run_step node-api step_node
-run_step kernel-bench step_kernel_bench
 run_step bench-qrank-4b step_4b qrank
 run_step bench-torch-4b step_4b torch
+run_step kernel-bench step_kernel_bench
 for job in $(jobs -p); do kill "$job" 2> /dev/null; done  # model generation the budget left unused
 python3 scripts/gpu_check.py report --work "$WORK" --out "$OUT" $([ "$DRY" = 1 ] && echo --dry-run) | tee -a "$LOG"
 echo "qrank gpu-check: $((SECONDS - START)) s; outputs in $OUT: $(ls "$OUT" | tr '\n' ' ')"
