@@ -5,7 +5,7 @@
 #
 # Prepare here, then call the device tool once:
 #   npm run build:native && npm run build:cuda && npm run build && bash scripts/gpu-pack.sh
-#   run(command="bash scripts/gpu-check.sh", carry=[".gpu-pack"], timeout_s=540)
+#   run(command="bash scripts/gpu-check.sh", carry=[".gpu-pack"], timeout_s=480)
 # gpu-check.json in $OUT is rewritten after every step, so a call cut short still returns what ran.
 # Dry run on a machine without a GPU (the same steps on the CPU engine, the tiny models and small
 # shapes; what needs a GPU says SKIP):
