@@ -318,19 +318,28 @@ void add_memory(Json& js, const qrank::Pipeline& p) {
   js["peak_rss_mb"] = static_cast<double>(peak_rss_kb()) / 1024.0;
 }
 
+// `repeat` timed runs of the whole workload: the wall seconds of each, and the tokens of one.
+struct Timed {
+  std::vector<double> walls;
+  uint64_t tokens = 0;
+};
+Timed timed_runs(qrank::Pipeline& p, const Args& a, const Workload& w) {
+  Timed t;
+  for (int r = 0; r < a.repeat; ++r) {
+    const auto t0 = Clock::now();
+    t.tokens = submit_all(p, a, w, w.queries.size());
+    t.walls.push_back(seconds_since(t0));
+  }
+  return t;
+}
+
 // The default mode: one workload, output fields as bench/run-cpu.mjs reads them.
 Json run_classic(qrank::Pipeline& p, const Args& a, double load_s) {
   TextMaker maker(p, a.seed);
   const Workload w = make_workload(maker, a.classic);
   if (!a.dump_prompts.empty()) dump_prompts(a.dump_prompts, a, {&w});
   submit_all(p, a, w, 1);  // warm-up: first-touch of weights, context allocation
-  std::vector<double> walls;
-  uint64_t tokens = 0;
-  for (int r = 0; r < a.repeat; ++r) {
-    const auto t0 = Clock::now();
-    tokens = submit_all(p, a, w, w.queries.size());
-    walls.push_back(seconds_since(t0));
-  }
+  auto [walls, tokens] = timed_runs(p, a, w);
   std::sort(walls.begin(), walls.end());
   const double median = walls[walls.size() / 2];
   const int pairs = a.classic.queries * a.classic.docs;
@@ -349,13 +358,7 @@ Json run_classic(qrank::Pipeline& p, const Args& a, double load_s) {
 Json run_shape(qrank::Pipeline& p, const Args& a, const Shape& s, const Workload& w) {
   submit_all(p, a, w, w.queries.size());  // warm-up at this shape (workspaces, plans)
   const qrank::EngineStats before = p.stats().scheduler.engine;
-  std::vector<double> walls;
-  uint64_t tokens = 0;
-  for (int r = 0; r < a.repeat; ++r) {
-    const auto t0 = Clock::now();
-    tokens = submit_all(p, a, w, w.queries.size());
-    walls.push_back(seconds_since(t0));
-  }
+  const auto [walls, tokens] = timed_runs(p, a, w);
   const qrank::EngineStats after = p.stats().scheduler.engine;
   const double median = percentile(walls, 0.5);
   const double pairs = static_cast<double>(s.queries) * s.docs;
