@@ -231,6 +231,15 @@ describe('POST /v1/search', () => {
     const deep = await call('POST', '/v1/search', { collection: 'shop', query: 'x', recall_k: 101 });
     expect(deep).toMatchObject({ status: 413, body: { error: { code: 'TOO_MANY_DOCUMENTS', message: expect.stringMatching(/recall_k/) } } });
     expect((await call('POST', '/v1/search', { collection: 'shop', query: 'x', recall_k: 100, top_n: 1 })).status).toBe(200);
+    // without recall_k, a server that allows fewer documents than the default 100 reranks no more
+    const [strict, strictBase] = await listen(createApp({ reranker: rr, embedder: em, search: se, logger: pino({ level: 'silent' }), limits: { maxDocuments: 20 } }).app);
+    try {
+      const r = await call('POST', '/v1/search', { collection: 'shop', query: 'x', top_n: 5 }, strictBase);
+      expect(r.status).toBe(200);
+      expect(r.body.candidates).toBe(20);
+    } finally {
+      await new Promise((ok) => strict.close(ok));
+    }
   });
 
   it('deletes products: gone from the store and from every later search', async () => {

@@ -87,6 +87,8 @@ export interface CollectionOptions {
 }
 
 export const MAX_RECALL_K = 10_000;
+/** Candidates recalled (and reranked) when a search does not say. */
+export const DEFAULT_RECALL_K = 100;
 export const MAX_FUSION_SIGNALS = 16;
 // weights that sum to 1 in decimal may sum to 1 + 2^-52 in binary
 const WEIGHT_SUM_SLACK = 1e-9;
@@ -258,7 +260,7 @@ export class SearchEngine {
   async search(collectionName: string, query: string, options: SearchOptions = {}): Promise<SearchResponse> {
     const t0 = performance.now();
     if (typeof query !== 'string' || query.trim() === '') throw invalid('query must be a non-empty string');
-    const recallK = options.recallK ?? 100;
+    const recallK = options.recallK ?? DEFAULT_RECALL_K;
     const topN = options.topN ?? 10;
     if (!Number.isInteger(recallK) || recallK < 1 || recallK > MAX_RECALL_K || !Number.isInteger(topN) || topN < 1) {
       throw invalid(`recallK must be an integer from 1 to ${MAX_RECALL_K}, topN a positive integer`);

@@ -17,7 +17,7 @@ import { invalid } from '../errors';
 import type { ModelInfo } from '../model-handle';
 import type { Reranker, RerankResult } from '../reranker';
 import type { Mapping } from '../search/collection';
-import type { SearchEngine, SearchHit } from '../search/engine';
+import { DEFAULT_RECALL_K, type SearchEngine, type SearchHit } from '../search/engine';
 import type { Source } from '../search/sources';
 import { HttpError, errorHandler, sendError } from './http-errors';
 import { ServerMetrics } from './metrics';
@@ -433,7 +433,8 @@ export function createApp(options: ServerOptions) {
     // the recalled candidates are what gets reranked: the rerank routes' limit holds for them
     if (body.recall_k !== undefined) checkCount(body.recall_k, 'candidates (recall_k)');
     const r = await se.search(body.collection, body.query, {
-      recallK: body.recall_k,
+      // a server allowing fewer documents per request than the default reranks no more than that
+      recallK: body.recall_k ?? Math.min(DEFAULT_RECALL_K, limits.maxDocuments),
       topN: body.top_n,
       filter: body.filter,
       instruction: body.instruction,
