@@ -55,6 +55,12 @@ export interface NativeEngineLimits {
   maxSequencesLimit: number;
 }
 
+/** What a GGUF file is, from its metadata alone: its facts and which recipe serves each role. */
+export interface NativeModelDescription extends Omit<NativeModelInfo, 'recipe' | 'backend' | 'maxLength' | 'defaultInstruction' | 'limits'> {
+  tensors: number;
+  roles: Record<'reranker' | 'embedder', { recipe: string; cuda: true | string } | { error: string }>;
+}
+
 /** Whether this build has the CUDA engine and whether it can run here; `reason` says why not. */
 export interface CudaStatus {
   built: boolean;
@@ -105,6 +111,7 @@ export interface NativeLoadOptions {
 export interface NativeBinding {
   loadModel(options: NativeLoadOptions, onProgress?: (p: number) => void): { promise: Promise<NativeModel>; cancel(): void };
   cudaStatus(): CudaStatus;
+  inspectModel(path: string): Promise<NativeModelDescription>;
 }
 
 const REQUIRED_X86_FLAGS = ['avx2', 'fma', 'f16c'];

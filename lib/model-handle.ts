@@ -3,7 +3,7 @@
  * turns native callbacks into promises (abort, close and error mapping in one place), and close().
  */
 import { resolve } from 'node:path';
-import { binding, type CudaStatus, type NativeCallback, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
+import { binding, type CudaStatus, type NativeCallback, type NativeModelDescription, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
 import { QrankError, callerStack, toQrankError } from './errors';
 import { loadOptionsSchema, parseOptions } from './validate';
 
@@ -37,6 +37,23 @@ export interface LoadOptions {
 export type ModelInfo = NativeModelInfo;
 export type ModelStats = NativeStats;
 export type { CudaStatus };
+
+export type ModelDescription = NativeModelDescription;
+
+/**
+ * What a GGUF is without loading it: its facts (as `info` gives them after a load), and for each
+ * role the recipe that would serve it (or why none does) and whether the CUDA engine could (`cuda`:
+ * true, or the reason). The same decisions a load makes, from the native side.
+ */
+export async function inspectModel(path: string): Promise<ModelDescription> {
+  const stack = callerStack();
+  if (typeof path !== 'string' || path.length === 0) throw toQrankError(new QrankError('INVALID_INPUT', 'path must name a GGUF file'), stack);
+  try {
+    return await binding().inspectModel(resolve(path));
+  } catch (err) {
+    throw toQrankError(err, stack);
+  }
+}
 
 /** Whether this build has the CUDA engine and whether it can run on this machine (`reason` says why not). */
 export function cudaStatus(): CudaStatus {

@@ -251,31 +251,38 @@ bool is_qwen3(const ModelInfo& info) { return info.architecture == "qwen3"; }
 
 float relevance(float logit) { return 1.0f / (1.0f + std::exp(-logit)); }
 
-std::unique_ptr<RerankRecipe> make_rerank_recipe(const Model& model) {
-  const ModelInfo& info = model.info();
-  if (is_qwen3(info)) {
-    if (info.pooling != "rank" && info.pooling != "none") {
-      throw Error(ErrorCode::kBadModel, info.path + " is a Qwen3 embedding model (pooling " + info.pooling +
-                                            "); load it with Embedder, or use a Qwen3-Reranker GGUF");
+RoleSupport role_support(const ModelInfo& info, Role role) {
+  if (role == Role::kReranker) {
+    if (is_qwen3(info)) {
+      if (info.pooling != "rank" && info.pooling != "none") {
+        return {"", info.path + " is a Qwen3 embedding model (pooling " + info.pooling +
+                        "); load it with Embedder, or use a Qwen3-Reranker GGUF"};
+      }
+      return {"qwen3-reranker", ""};
     }
-    return std::make_unique<Qwen3Reranker>(model);
+    if (info.pooling != "rank") {
+      return {"", info.path + " (" + info.architecture + ", pooling " + info.pooling +
+                      ") is not a reranker: a cross-encoder GGUF declares rank pooling"};
+    }
+    return {"cross-encoder", ""};
   }
-  if (info.pooling != "rank") {
-    throw Error(ErrorCode::kBadModel, info.path + " (" + info.architecture + ", pooling " + info.pooling +
-                                          ") is not a reranker: a cross-encoder GGUF declares rank pooling");
-  }
+  if (info.pooling == "rank") return {"", info.path + " is a reranker (rank pooling); load it with Reranker"};
+  if (is_qwen3(info)) return {"qwen3-embedding", ""};
+  if (info.pooling == "none") return {"", info.path + " declares no pooling: it is not an embedding model"};
+  return {"pooled-embedding", ""};
+}
+
+std::unique_ptr<RerankRecipe> make_rerank_recipe(const Model& model) {
+  const RoleSupport r = role_support(model.info(), Role::kReranker);
+  if (r.recipe.empty()) throw Error(ErrorCode::kBadModel, r.why_not);
+  if (r.recipe == "qwen3-reranker") return std::make_unique<Qwen3Reranker>(model);
   return std::make_unique<CrossEncoder>(model);
 }
 
 std::unique_ptr<EmbedRecipe> make_embed_recipe(const Model& model) {
-  const ModelInfo& info = model.info();
-  if (info.pooling == "rank") {
-    throw Error(ErrorCode::kBadModel, info.path + " is a reranker (rank pooling); load it with Reranker");
-  }
-  if (is_qwen3(info)) return std::make_unique<Qwen3Embedder>(model);
-  if (info.pooling == "none") {
-    throw Error(ErrorCode::kBadModel, info.path + " declares no pooling: it is not an embedding model");
-  }
+  const RoleSupport r = role_support(model.info(), Role::kEmbedder);
+  if (r.recipe.empty()) throw Error(ErrorCode::kBadModel, r.why_not);
+  if (r.recipe == "qwen3-embedding") return std::make_unique<Qwen3Embedder>(model);
   return std::make_unique<PooledEmbedder>(model);
 }
 

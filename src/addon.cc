@@ -28,6 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new qrank_node::AddonData());
   exports.Set("NativeModel", qrank_node::NativeModel::Init(env));
   exports.Set("loadModel", Napi::Function::New(env, qrank_node::NativeModel::Load, "loadModel"));
+  exports.Set("inspectModel", Napi::Function::New(env, qrank_node::NativeModel::Inspect, "inspectModel"));
   exports.Set("NativeIndex", qrank_node::NativeIndex::Init(env));
   exports.Set("createIndex", Napi::Function::New(env, qrank_node::NativeIndex::Create, "createIndex"));
   exports.Set("loadIndex", Napi::Function::New(env, qrank_node::NativeIndex::Load, "loadIndex"));

@@ -6,6 +6,8 @@
 
 #include "addon_data.h"
 #include "errors.h"
+#include "qrank/engine.h"
+#include "qrank/gguf_file.h"
 
 namespace qrank_node {
 namespace {
@@ -177,6 +179,90 @@ class CloseWorker final : public Napi::AsyncWorker {
   std::shared_ptr<qrank::Pipeline> pipeline_;
 };
 
+Napi::Object model_info_to_js(Napi::Env env, const qrank::ModelInfo& m) {
+  auto number = [&](double v) { return Napi::Number::New(env, v); };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("path", m.path);
+  o.Set("architecture", m.architecture);
+  o.Set("name", m.name);
+  o.Set("description", m.description);
+  o.Set("pooling", m.pooling);
+  o.Set("contextLength", number(static_cast<double>(m.context_length)));
+  o.Set("embeddingLength", number(static_cast<double>(m.embedding_length)));
+  o.Set("layers", number(static_cast<double>(m.layers)));
+  o.Set("heads", number(static_cast<double>(m.heads)));
+  o.Set("kvHeads", number(static_cast<double>(m.kv_heads)));
+  o.Set("headDim", number(static_cast<double>(m.head_dim)));
+  o.Set("ffnLength", number(static_cast<double>(m.ffn_length)));
+  o.Set("weightType", m.weight_type);
+  o.Set("vocabSize", number(static_cast<double>(m.vocab_size)));
+  o.Set("parameters", number(static_cast<double>(m.parameters)));
+  o.Set("sizeBytes", number(static_cast<double>(m.size_bytes)));
+  Napi::Array labels = Napi::Array::New(env, m.class_labels.size());
+  for (size_t i = 0; i < m.class_labels.size(); ++i) labels.Set(static_cast<uint32_t>(i), m.class_labels[i]);
+  o.Set("classLabels", labels);
+  o.Set("causal", m.causal);
+  o.Set("synthetic", m.synthetic);
+  return o;
+}
+
+// What a GGUF is, from its metadata alone (off the JS thread: the vocabulary is read too): its facts,
+// which recipe serves each role (or why none does) and why the CUDA engine could not serve it here.
+class InspectWorker final : public Napi::AsyncWorker {
+ public:
+  InspectWorker(Napi::Env env, std::string path)
+      : Napi::AsyncWorker(env, "qrank:inspect"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      const auto file = qrank::GgufFile::open(path_);
+      info_ = qrank::read_model_info(*file);
+      tensors_ = file->tensors().size();
+      for (const qrank::Role role : {qrank::Role::kReranker, qrank::Role::kEmbedder}) {
+        roles_.push_back(qrank::role_support(info_, role));
+        cuda_.push_back(qrank::cuda_unsupported_reason(info_, role));
+      }
+    } catch (const Error& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object o = model_info_to_js(env, info_);
+    o.Set("tensors", Napi::Number::New(env, static_cast<double>(tensors_)));
+    Napi::Object roles = Napi::Object::New(env);
+    const char* names[] = {"reranker", "embedder"};
+    for (size_t i = 0; i < roles_.size(); ++i) {
+      Napi::Object r = Napi::Object::New(env);
+      if (roles_[i].recipe.empty()) {
+        r.Set("error", roles_[i].why_not);
+      } else {
+        r.Set("recipe", roles_[i].recipe);
+        r.Set("cuda", cuda_[i].empty() ? Napi::Value(Napi::Boolean::New(env, true)) : Napi::Value(Napi::String::New(env, cuda_[i])));
+      }
+      roles.Set(names[i], r);
+    }
+    o.Set("roles", roles);
+    deferred_.Resolve(o);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(make_error(Env(), code_, e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  qrank::ModelInfo info_;
+  size_t tensors_ = 0;
+  std::vector<qrank::RoleSupport> roles_;
+  std::vector<std::string> cuda_;
+  ErrorCode code_ = ErrorCode::kEngineFailure;
+};
+
 }  // namespace
 
 Napi::Function NativeModel::Init(Napi::Env env) {
@@ -195,6 +281,16 @@ Napi::Function NativeModel::Init(Napi::Env env) {
                                     });
   addon_data(env).model_constructor = Napi::Persistent(ctor);
   return ctor;
+}
+
+// inspectModel(path) -> Promise<description>: see InspectWorker.
+Napi::Value NativeModel::Inspect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw make_error(env, ErrorCode::kInvalidInput, "inspectModel needs a path");
+  auto* worker = new InspectWorker(env, info[0].As<Napi::String>().Utf8Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
@@ -385,29 +481,7 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     qrank::Pipeline& p = pipeline(env);
-    const qrank::ModelInfo& m = p.info();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("path", m.path);
-    o.Set("architecture", m.architecture);
-    o.Set("name", m.name);
-    o.Set("description", m.description);
-    o.Set("pooling", m.pooling);
-    o.Set("contextLength", Napi::Number::New(env, static_cast<double>(m.context_length)));
-    o.Set("embeddingLength", Napi::Number::New(env, static_cast<double>(m.embedding_length)));
-    o.Set("layers", Napi::Number::New(env, static_cast<double>(m.layers)));
-    o.Set("heads", Napi::Number::New(env, static_cast<double>(m.heads)));
-    o.Set("kvHeads", Napi::Number::New(env, static_cast<double>(m.kv_heads)));
-    o.Set("headDim", Napi::Number::New(env, static_cast<double>(m.head_dim)));
-    o.Set("ffnLength", Napi::Number::New(env, static_cast<double>(m.ffn_length)));
-    o.Set("weightType", m.weight_type);
-    o.Set("vocabSize", Napi::Number::New(env, static_cast<double>(m.vocab_size)));
-    o.Set("parameters", Napi::Number::New(env, static_cast<double>(m.parameters)));
-    o.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(m.size_bytes)));
-    Napi::Array labels = Napi::Array::New(env, m.class_labels.size());
-    for (size_t i = 0; i < m.class_labels.size(); ++i) labels.Set(static_cast<uint32_t>(i), m.class_labels[i]);
-    o.Set("classLabels", labels);
-    o.Set("causal", m.causal);
-    o.Set("synthetic", m.synthetic);
+    Napi::Object o = model_info_to_js(env, p.info());
     o.Set("recipe", p.recipe());
     o.Set("backend", p.backend());
     o.Set("maxLength", Napi::Number::New(env, static_cast<double>(p.max_length())));

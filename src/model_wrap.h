@@ -16,6 +16,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   static Napi::Function Init(Napi::Env env);
   // loadModel(options, onProgress?) -> { promise: Promise<NativeModel>, cancel(): void }
   static Napi::Value Load(const Napi::CallbackInfo& info);
+  // inspectModel(path) -> Promise<{ ...facts, tensors, roles: { reranker, embedder } }>, no weights loaded
+  static Napi::Value Inspect(const Napi::CallbackInfo& info);
 
   explicit NativeModel(const Napi::CallbackInfo& info);
   ~NativeModel() override;

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Embedder, Reranker, cudaStatus } from '../lib/index';
+import { Embedder, Reranker, cudaStatus, inspectModel } from '../lib/index';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { createApp } from '../lib/server/app';
@@ -188,6 +188,32 @@ describe('engine limits and devices', () => {
     const auto = await Reranker.load({ model: MODELS.reranker, device: 'auto', threads: 1 });
     expect(auto.info.backend).toBe('llama.cpp-cpu');
     await auto.close();
+  });
+});
+
+describe('inspectModel: what a GGUF is, without loading it', () => {
+  it('names the recipe of each role exactly when a load in that role succeeds', async () => {
+    for (const model of [MODELS.reranker, MODELS.embedder, MODELS.causal]) {
+      const d = await inspectModel(model);
+      expect(d).toMatchObject({ architecture: 'qwen3', layers: 2, embeddingLength: 64, synthetic: true });
+      expect(d.tensors).toBeGreaterThan(20);
+      for (const [role, load] of [['reranker', Reranker.load], ['embedder', Embedder.load]] as const) {
+        const said = d.roles[role];
+        const loaded = await load({ model, threads: 1 }).then((m) => m, (e: Error) => e);
+        if ('recipe' in said) {
+          expect(loaded, `${model} as ${role}`).not.toBeInstanceOf(Error);
+          const m = loaded as Reranker | Embedder;
+          expect(m.info.recipe).toBe(said.recipe);
+          expect(m.info.description).toBe(d.description);
+          expect(typeof said.cuda === 'string' ? said.cuda : '').toBe(cudaStatus().reason);
+          await m.close();
+        } else {
+          expect(loaded, `${model} as ${role}`).toBeInstanceOf(Error);
+          expect((loaded as Error).message).toBe(said.error);
+        }
+      }
+    }
+    await rejectsWithCode(inspectModel(join(dir, 'missing.gguf')), 'MODEL_NOT_FOUND');
   });
 });
 

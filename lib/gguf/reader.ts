@@ -16,7 +16,6 @@ import {
   GGUF_MAGIC,
   GGUF_VALUE_SIZE,
   decodeTensorData,
-  ggmlTypeName,
   isValidAlignment,
   tensorByteSize,
   tensorElementCount,
@@ -411,11 +410,6 @@ function alignmentOf(metadata: Map<string, GGUFValue>): number {
   return v.value;
 }
 
-/** Opens a GGUF file (same as {@link GGUFFile.open}). */
-export function openGGUF(path: string): GGUFFile {
-  return GGUFFile.open(path);
-}
-
 /** Runs `fn` with an open GGUF file and closes it afterwards. */
 export function withGGUF<T>(path: string, fn: (file: GGUFFile) => T): T {
   const file = GGUFFile.open(path);
@@ -424,9 +418,4 @@ export function withGGUF<T>(path: string, fn: (file: GGUFFile) => T): T {
   } finally {
     file.close();
   }
-}
-
-/** A one-line description of a tensor, e.g. `blk.0.attn_q.weight F16 [64, 64]`. */
-export function describeTensor(t: GGUFTensorInfo): string {
-  return `${t.name} ${ggmlTypeName(t.type)} [${t.dims.join(', ')}]`;
 }

@@ -74,6 +74,14 @@ class EmbedRecipe {
   virtual Tokens common_prefix(TextKind, const std::string&) const { return {}; }
 };
 
+// Which recipe serves a role for a model, from its metadata alone (no weights, no vocabulary): the
+// recipe's name, or "" and why not. make_*_recipe follow it, so `qrank models info` and a load agree.
+struct RoleSupport {
+  std::string recipe;
+  std::string why_not;
+};
+RoleSupport role_support(const ModelInfo& info, Role role);
+
 // Pick the recipe from the file's metadata; throws Error(kBadModel) when the model cannot serve the role.
 std::unique_ptr<RerankRecipe> make_rerank_recipe(const Model& model);
 std::unique_ptr<EmbedRecipe> make_embed_recipe(const Model& model);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { withGGUF } from '../../gguf/reader';
+import { inspectModel } from '../../model-handle';
 import { KNOWN_MODELS, download, modelsDir, resolveModel } from '../../models/download';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
@@ -14,28 +14,29 @@ import { envOption, progressBar } from '../shared';
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
-/** What a GGUF is, from its metadata: architecture, name, task, layers, synthetic or not. */
-export function describeGGUF(path: string) {
-  return withGGUF(path, (f) => {
-    const meta = f.metadata;
-    const m = { get: (k: string) => { const v = meta.get(k); return v && 'value' in v ? v.value : undefined; } };
-    const arch = String(m.get('general.architecture') ?? '?');
-    const name = String(m.get('general.name') ?? '');
-    const pooling = m.get(`${arch}.pooling_type`);
-    const kind = m.get('qrank.kind') ?? (/rerank/i.test(name) || f.tensors.some((t) => t.name === 'cls.output.weight') ? 'reranker' : /embed/i.test(name) || pooling !== undefined ? 'embedder' : 'causal');
-    return {
-      file: path,
-      bytes: f.fileSize,
-      architecture: arch,
-      name,
-      kind: String(kind),
-      layers: Number(m.get(`${arch}.block_count`) ?? 0),
-      hidden: Number(m.get(`${arch}.embedding_length`) ?? 0),
-      context: Number(m.get(`${arch}.context_length`) ?? 0),
-      tensors: f.tensors.length,
-      synthetic: m.get('qrank.synthetic') === true,
-    };
-  });
+/**
+ * What a GGUF is, as the native side decides it (the same decisions a load makes), without loading
+ * it: `kind` is the role it serves (reranker, embedder), or causal when a plain Qwen3 serves both.
+ */
+export async function describeGGUF(path: string) {
+  const d = await inspectModel(path);
+  const roles = (['reranker', 'embedder'] as const).filter((r) => 'recipe' in d.roles[r]);
+  return {
+    file: path,
+    bytes: statSync(path).size,
+    architecture: d.architecture,
+    name: d.name,
+    description: d.description,
+    kind: roles.length === 2 ? 'causal' : (roles[0] ?? 'none'),
+    roles: d.roles,
+    layers: d.layers,
+    hidden: d.embeddingLength,
+    context: d.contextLength,
+    weightType: d.weightType,
+    parameters: d.parameters,
+    tensors: d.tensors,
+    synthetic: d.synthetic,
+  };
 }
 
 export function registerModels(program: Command, io: CliIO): void {
@@ -85,15 +86,13 @@ export function registerModels(program: Command, io: CliIO): void {
     .description('GGUFs in the models directory, with what each is')
     .addOption(envOption('--dir <dir>', 'models directory', 'QRANK_MODELS', modelsDir(homedir())))
     .option('--json', 'print JSON')
-    .action((flags: { dir: string; json?: boolean }) => {
+    .action(async (flags: { dir: string; json?: boolean }) => {
       const files = existsSync(flags.dir) ? readdirSync(flags.dir).filter((f) => f.endsWith('.gguf')).sort() : [];
-      const rows = files.map((f) => {
-        try {
-          return describeGGUF(join(flags.dir, f));
-        } catch (err) {
-          return { file: join(flags.dir, f), bytes: statSync(join(flags.dir, f)).size, error: (err as Error).message };
-        }
-      });
+      const rows = await Promise.all(
+        files.map((f) =>
+          describeGGUF(join(flags.dir, f)).catch((err: Error) => ({ file: join(flags.dir, f), bytes: statSync(join(flags.dir, f)).size, error: err.message })),
+        ),
+      );
       if (flags.json) return void io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
       if (!rows.length) return void io.stdout.write(`no GGUF in ${flags.dir}; get one with qrank models pull ${Object.keys(KNOWN_MODELS)[0]}\n`);
       for (const r of rows) {
@@ -105,7 +104,7 @@ export function registerModels(program: Command, io: CliIO): void {
     .command('info')
     .description("what a GGUF is (architecture, task, shape, synthetic or not), from its metadata, without loading it")
     .argument('<gguf>', 'model file')
-    .action((file: string) => {
-      io.stdout.write(JSON.stringify(describeGGUF(resolve(file)), null, 2) + '\n');
+    .action(async (file: string) => {
+      io.stdout.write(JSON.stringify(await describeGGUF(resolve(file)), null, 2) + '\n');
     });
 }
