@@ -111,6 +111,7 @@ export interface NativeLoadOptions {
 export interface NativeBinding {
   loadModel(options: NativeLoadOptions, onProgress?: (p: number) => void): { promise: Promise<NativeModel>; cancel(): void };
   cudaStatus(): CudaStatus;
+  errorCodes(): string[];
   inspectModel(path: string): Promise<NativeModelDescription>;
 }
 

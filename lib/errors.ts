@@ -2,26 +2,11 @@
  * QrankError: every failure qrank reports, with a stable `code` that callers can switch on.
  * The native layer sets the same codes; `rethrow` keeps the caller's stack across the async hop.
  */
-export type QrankErrorCode =
-  | 'MODEL_NOT_FOUND'
-  | 'BAD_MODEL'
-  | 'INVALID_INPUT'
-  | 'CLOSED'
-  | 'ABORTED'
-  | 'OUT_OF_MEMORY'
-  | 'UNSUPPORTED'
-  | 'INDEX_NOT_FOUND'
-  | 'BAD_INDEX'
-  | 'IO_ERROR'
-  | 'MODEL_MISMATCH'
-  | 'COLLECTION_NOT_FOUND'
-  | 'COLLECTION_EXISTS'
-  | 'CHECKSUM_MISMATCH'
-  | 'INPUT_TOO_LARGE'
-  | 'ENGINE_FAILURE'
-  | 'NATIVE_LOAD_FAILED';
-
-const CODES = new Set<string>([
+/**
+ * Every code, once. The native codes (native/error.cc's error_code_name) are a subset, checked by
+ * test/errors.test.ts against the addon's own list; the others are the TypeScript layer's.
+ */
+export const ERROR_CODES = [
   'MODEL_NOT_FOUND',
   'BAD_MODEL',
   'INVALID_INPUT',
@@ -39,7 +24,11 @@ const CODES = new Set<string>([
   'INPUT_TOO_LARGE',
   'ENGINE_FAILURE',
   'NATIVE_LOAD_FAILED',
-]);
+] as const;
+
+export type QrankErrorCode = (typeof ERROR_CODES)[number];
+
+const CODES = new Set<string>(ERROR_CODES);
 
 export class QrankError extends Error {
   readonly code: QrankErrorCode;

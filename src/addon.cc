@@ -5,6 +5,7 @@
 #include "index_wrap.h"
 #include "model_wrap.h"
 #include "qrank/engine.h"
+#include "qrank/error.h"
 #include "qrank/model.h"
 
 namespace {
@@ -23,6 +24,13 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// errorCodes() -> every code the native layer can report (test/errors.test.ts checks lib/errors.ts has each).
+Napi::Value ErrorCodes(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), qrank::kErrorCodes);
+  for (int i = 0; i < qrank::kErrorCodes; ++i) out.Set(i, qrank::error_code_name(static_cast<qrank::ErrorCode>(i)));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qrank::init_llama_backend();
   env.SetInstanceData(new qrank_node::AddonData());
@@ -32,6 +40,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeIndex", qrank_node::NativeIndex::Init(env));
   exports.Set("createIndex", Napi::Function::New(env, qrank_node::NativeIndex::Create, "createIndex"));
   exports.Set("loadIndex", Napi::Function::New(env, qrank_node::NativeIndex::Load, "loadIndex"));
+  exports.Set("errorCodes", Napi::Function::New(env, ErrorCodes, "errorCodes"));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
   return exports;
 }

@@ -5,7 +5,7 @@
  */
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
-import { QrankError } from '../errors';
+import { QrankError, type QrankErrorCode } from '../errors';
 
 export class HttpError extends Error {
   constructor(
@@ -17,23 +17,31 @@ export class HttpError extends Error {
   }
 }
 
-const STATUS: Record<string, number> = {
+// Every QrankError code has its status (the compiler checks the table is complete); the 500s are
+// failures of the server or its files, never of the request.
+const STATUS: Record<QrankErrorCode, number> = {
   INVALID_INPUT: 400,
   MODEL_NOT_FOUND: 404,
   INDEX_NOT_FOUND: 404,
   COLLECTION_NOT_FOUND: 404,
   COLLECTION_EXISTS: 409,
-  INPUT_TOO_LARGE: 413,
   MODEL_MISMATCH: 409,
+  INPUT_TOO_LARGE: 413,
   ABORTED: 499,
-  CLOSED: 503,
   UNSUPPORTED: 501,
+  CLOSED: 503,
   OUT_OF_MEMORY: 507,
+  BAD_MODEL: 500,
+  BAD_INDEX: 500,
+  IO_ERROR: 500,
+  CHECKSUM_MISMATCH: 500,
+  ENGINE_FAILURE: 500,
+  NATIVE_LOAD_FAILED: 500,
 };
 
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
-  if (err instanceof QrankError) return new HttpError(STATUS[err.code] ?? 500, err.code, err.message);
+  if (err instanceof QrankError) return new HttpError(STATUS[err.code], err.code, err.message);
   const e = err as { type?: string; status?: number; message?: string };
   // body-parser's errors (malformed JSON, too large, bad charset)
   if (e?.type === 'entity.too.large') return new HttpError(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than the server accepts');

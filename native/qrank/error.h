@@ -18,9 +18,11 @@ enum class ErrorCode {
   kIndexNotFound,  // no index file at that path
   kBadIndex,       // the index file is damaged or not a qrank index
   kIoError,        // reading or writing a file failed
-  kEngineFailure,  // the engine failed for a reason of its own
+  kEngineFailure,  // the engine failed for a reason of its own (keep it last: see kErrorCodes)
 };
+constexpr int kErrorCodes = static_cast<int>(ErrorCode::kEngineFailure) + 1;
 
+// The stable name JavaScript sees (QrankError.code); lib/errors.ts lists each, checked by a test.
 const char* error_code_name(ErrorCode code);
 
 class Error : public std::runtime_error {
