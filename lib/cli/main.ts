@@ -17,16 +17,9 @@ import { registerCollections } from './commands/collections';
 import { registerEval } from './commands/eval';
 import { registerModels } from './commands/models';
 import { registerScoring } from './commands/score';
+import { type CliIO, UsageError } from './io';
 import { ConfigError, applyConfig, readConfig } from './shared';
 
-/** Where a command writes; injectable so that tests can capture output. */
-export interface CliIO {
-  stdout: { write(s: string): unknown; isTTY?: boolean };
-  stderr: { write(s: string): unknown; isTTY?: boolean };
-}
-
-/** Thrown by commands for invalid arguments that commander cannot check itself (exit code 2). */
-export class UsageError extends Error {}
 
 function packageVersion(): string {
   try {

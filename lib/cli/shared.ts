@@ -1,14 +1,17 @@
 /**
  * What the CLI commands share: configuration (flags > environment > config file > defaults),
- * loading the models it names, and a progress bar (cli-progress) that only draws on a terminal.
+ * loading the models it names (or the synthetic demo models), and a progress bar (cli-progress)
+ * that only draws on a terminal.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { type Command, Option } from 'commander';
 import { Embedder } from '../embedder';
 import { Reranker } from '../reranker';
-import type { CliIO } from './main';
+import { makeTestModel } from '../models/test-model';
+import type { CliIO } from './io';
 
 export interface ModelFlags {
   reranker?: string;
@@ -120,4 +123,28 @@ export function progressBar(io: CliIO, label: string): { update(done: number, to
       started = false;
     },
   };
+}
+
+// --- the synthetic demo models (serve and demo without model flags) ---
+
+function cacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'qrank', 'demo');
+}
+
+export async function syntheticModel(kind: 'reranker' | 'embedder', io: CliIO): Promise<string> {
+  const dir = cacheDir();
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `tiny-${kind}.gguf`);
+  if (!existsSync(path)) {
+    io.stderr.write(`qrank: generating a synthetic ${kind} (random weights, real Qwen3 tokenizer) in ${path}\n`);
+    await makeTestModel({ kind, shape: 'tiny', out: path });
+  }
+  return path;
+}
+
+/** The reranker and embedder named by flags or environment, each else a synthetic demo model. */
+export async function loadModelPair(paths: { reranker?: string; embedder?: string }, io: CliIO, threads?: number): Promise<[Reranker, Embedder]> {
+  const rerankerPath = paths.reranker ?? (await syntheticModel('reranker', io));
+  const embedderPath = paths.embedder ?? (await syntheticModel('embedder', io));
+  return Promise.all([Reranker.load({ model: rerankerPath, threads }), Embedder.load({ model: embedderPath, threads })]);
 }

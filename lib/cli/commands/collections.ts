@@ -6,8 +6,7 @@ import type { Command } from 'commander';
 import { SearchEngine } from '../../search/engine';
 import type { Mapping } from '../../search/collection';
 import { SHOP_MAPPING } from '../../search/demo-catalog';
-import type { CliIO } from '../main';
-import { UsageError } from '../main';
+import { type CliIO, UsageError } from '../io';
 import { loadModels, progressBar, withModelOptions } from '../shared';
 
 const DEFAULT_MAPPING: Mapping = SHOP_MAPPING;

@@ -6,15 +6,9 @@
  * them synthetic models are generated once into the cache, and the output says plainly that their
  * rankings mean nothing.
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Embedder } from '../../embedder';
-import { Reranker } from '../../reranker';
-import { makeTestModel } from '../../models/test-model';
-import type { CliIO } from '../main';
-import { envOption } from '../shared';
+import type { CliIO } from '../io';
+import { envOption, loadModelPair } from '../shared';
 
 export const DEMO_CATALOG = [
   'Sony WH-1000XM5 wireless noise cancelling headphones, 30 h battery, black',
@@ -38,28 +32,6 @@ interface DemoFlags {
   embedder?: string;
   recallK: string;
   topN: string;
-}
-
-function cacheDir(): string {
-  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'qrank', 'demo');
-}
-
-export async function syntheticModel(kind: 'reranker' | 'embedder', io: CliIO): Promise<string> {
-  const dir = cacheDir();
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `tiny-${kind}.gguf`);
-  if (!existsSync(path)) {
-    io.stderr.write(`qrank: generating a synthetic ${kind} (random weights, real Qwen3 tokenizer) in ${path}\n`);
-    await makeTestModel({ kind, shape: 'tiny', out: path });
-  }
-  return path;
-}
-
-/** The reranker and embedder named by flags or environment, each else a synthetic demo model. */
-export async function loadModelPair(paths: { reranker?: string; embedder?: string }, io: CliIO, threads?: number): Promise<[Reranker, Embedder]> {
-  const rerankerPath = paths.reranker ?? (await syntheticModel('reranker', io));
-  const embedderPath = paths.embedder ?? (await syntheticModel('embedder', io));
-  return Promise.all([Reranker.load({ model: rerankerPath, threads }), Embedder.load({ model: embedderPath, threads })]);
 }
 
 const cosine = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i], 0);

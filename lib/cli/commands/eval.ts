@@ -11,7 +11,7 @@ import { readCorpus, readQrels, readQueries } from '../../eval/beir';
 import { evaluate } from '../../eval/metrics';
 import type { Mapping } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
-import type { CliIO } from '../main';
+import type { CliIO } from '../io';
 import { loadModels, progressBar, withModelOptions } from '../shared';
 
 export interface EvalReport {

@@ -3,7 +3,7 @@
  * for tests and benchmarks, and prints its path, size and SHA-256.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { CliIO } from '../main';
+import type { CliIO } from '../io';
 import { progressBar } from '../shared';
 import {
   DEFAULT_SEEDS,

@@ -8,8 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { inspectModel } from '../../model-handle';
 import { KNOWN_MODELS, download, modelsDir, resolveModel } from '../../models/download';
-import type { CliIO } from '../main';
-import { UsageError } from '../main';
+import { type CliIO, UsageError } from '../io';
 import { envOption, progressBar } from '../shared';
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;

@@ -7,8 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Embedder } from '../../embedder';
 import type { Reranker } from '../../reranker';
-import type { CliIO } from '../main';
-import { UsageError } from '../main';
+import { type CliIO, UsageError } from '../io';
 import { loadModels, progressBar, withModelOptions } from '../shared';
 
 /** Arguments, else the lines of --file (`-` is standard input); empty lines are skipped. */

@@ -13,10 +13,8 @@ import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
 import { DEFAULT_LIMITS, checkApiKeys, createApp } from '../../server/app';
-import type { CliIO } from '../main';
-import { UsageError } from '../main';
-import { envOption, optionSources } from '../shared';
-import { loadModelPair } from './demo';
+import { type CliIO, UsageError } from '../io';
+import { envOption, loadModelPair, optionSources } from '../shared';
 
 interface ServeFlags {
   reranker?: string;
