@@ -90,7 +90,7 @@ export interface CollectionInfo {
   /** The embedding model the vectors come from. */
   embedder?: string;
   /** The keyword index's columns and BM25 weights; empty when the collection has none. */
-  keywordColumns: Required<KeywordColumn>[];
+  keywords: Required<KeywordColumn>[];
 }
 
 export interface ProductRow {
@@ -345,7 +345,7 @@ export class Collection {
       index: JSON.parse(this.meta('index') ?? '{}') as IndexOptions,
       mapping: this.mapping,
       embedder: JSON.parse(this.meta('embedder') ?? 'null')?.description,
-      keywordColumns: this.keywords.columns,
+      keywords: this.keywords.columns,
     };
   }
 

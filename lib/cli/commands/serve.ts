@@ -15,7 +15,7 @@ import { SearchEngine } from '../../search/engine';
 import { DEFAULT_LIMITS, checkApiKeys, createApp } from '../../server/app';
 import type { CliIO } from '../main';
 import { UsageError } from '../main';
-import { envOption, optionSources } from '../shared';
+import { envOption, keywordBuildLog, optionSources } from '../shared';
 import { loadModelPair } from './demo';
 
 interface ServeFlags {
@@ -130,7 +130,7 @@ export function registerServe(program: Command, io: CliIO): void {
       }
       // collections need the optional better-sqlite3: without it the rerank and embedding APIs still serve
       const noSqlite = collectionsUnsupported();
-      const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker });
+      const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker, onKeywordIndexProgress: keywordBuildLog(log) });
       if (noSqlite) log.warn({ reason: noSqlite }, 'collections and /v1/search are off');
       if (search && flags.demo) {
         if (!search.has('demo')) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
