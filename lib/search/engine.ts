@@ -90,7 +90,11 @@ export interface RecallExplain {
 
 export interface SearchResponse {
   results: SearchHit[];
-  /** embedMs overlaps keywordMs (the keyword index is searched while the query is embedded); recallMs is vector recall, fetchMs fusion and reading the rows. */
+  /**
+   * Per stage. The keyword index is searched while the query is embedded: embedMs runs from the
+   * embedding's start to when its result is read, which is not before keywordMs ends. recallMs is
+   * vector recall, fetchMs fusion and reading the rows.
+   */
   timings: { embedMs: number; keywordMs: number; recallMs: number; fetchMs: number; rerankMs: number; totalMs: number };
   candidates: number;
   /** The recall that ran: the one asked for, or 'vector' for a query without keyword terms. */

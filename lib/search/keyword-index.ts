@@ -15,7 +15,13 @@
  *
  * Search: the query's terms (never its text: see keyword-text.ts) joined by OR, ranked by FTS5's
  * bm25 with the columns' weights; a filter joins the products and applies inside the search, so a
- * filtered keyword recall still returns k products when k products match.
+ * filtered keyword recall still returns k products when k products match. The cost of a search is
+ * its terms' postings (every product holding a term is scored), so when the terms' document
+ * frequencies add up to more than MAX_KEYWORD_POSTINGS, the most common terms (the lowest IDF, the
+ * least said about a product) are left out until they fit, the rarest always kept; terms no
+ * product holds are left out too (they change no score). Below that budget the ranking is FTS5's
+ * bm25 over every term. Frequencies come from FTS5's vocabulary (fts5vocab), cached until the next
+ * write.
  */
 import type Database from 'better-sqlite3';
 import { type KeywordColumn, keywordTexts } from './mapping';
@@ -26,9 +32,14 @@ import { keywordTerms, matchExpression } from './keyword-text';
 export const KEYWORD_ANALYZER_VERSION = 1;
 /** Products written per transaction while an index is built. */
 export const BUILD_BATCH = 2000;
+/** Postings (products holding a term, summed over the terms) one keyword search reads at most, but for its rarest term. */
+export const MAX_KEYWORD_POSTINGS = 100_000;
+// document frequencies cached between writes, at most this many terms
+const DF_CACHE_TERMS = 10_000;
 
 const TABLE = 'keywords';
 const BUILDING = 'keywords_build';
+const VOCABULARY = 'temp.keywords_vocabulary';
 const META_KEY = 'keywords';
 // letters, digits and marks are term characters, so the terms of keyword-text.ts stay whole
 const TOKENIZER = `unicode61 remove_diacritics 2 categories 'L* N* Co M*'`;
@@ -54,6 +65,8 @@ export class KeywordIndex {
   private spec?: KeywordSpec;
   private insert?: Database.Statement;
   private remover?: Database.Statement;
+  private docFrequency?: Database.Statement;
+  private readonly dfCache = new Map<string, number>();
 
   constructor(
     private readonly db: Database.Database,
@@ -118,18 +131,42 @@ export class KeywordIndex {
 
   private prepare(): void {
     const n = this.columns.length;
+    this.dfCache.clear();
     this.insert = n ? this.db.prepare(insertSql(TABLE, n)) : undefined;
     this.remover = n ? this.db.prepare(`DELETE FROM ${TABLE} WHERE rowid = ?`) : undefined;
+    if (n) this.db.exec(`CREATE VIRTUAL TABLE IF NOT EXISTS ${VOCABULARY} USING fts5vocab(main, ${TABLE}, 'row')`);
+    this.docFrequency = n ? this.db.prepare(`SELECT doc FROM ${VOCABULARY} WHERE term = ?`) : undefined;
   }
 
   /** Writes a product's keyword texts (one per column); inside the transaction that writes the product. */
   put(vid: number, texts: string[]): void {
     this.insert?.run(vid, ...termColumns(texts));
+    this.dfCache.clear();
   }
 
   /** Removes a product; inside the transaction that deletes it. */
   remove(vid: number): void {
     this.remover?.run(vid);
+    this.dfCache.clear();
+  }
+
+  // Products holding `term` (cached until the next write).
+  private df(term: string): number {
+    let n = this.dfCache.get(term);
+    if (n === undefined) {
+      n = (this.docFrequency!.get(term) as { doc: number } | undefined)?.doc ?? 0;
+      if (this.dfCache.size >= DF_CACHE_TERMS) this.dfCache.clear();
+      this.dfCache.set(term, n);
+    }
+    return n;
+  }
+
+  /** The terms a search reads (see the header): those some product holds, rarest first, within MAX_KEYWORD_POSTINGS. */
+  plan(terms: string[]): string[] {
+    if (!this.enabled) return [];
+    const held = terms.map((t) => ({ t, df: this.df(t) })).filter((x) => x.df > 0).sort((a, b) => a.df - b.df);
+    let postings = 0;
+    return held.filter((x, i) => (postings += x.df) <= MAX_KEYWORD_POSTINGS || i === 0).map((x) => x.t);
   }
 
   /** Products indexed (a scan of the index: for checks, not for every search). */
@@ -142,8 +179,8 @@ export class KeywordIndex {
    * `filter` restricts the search to the products it matches. [] for no terms or no index.
    */
   search(terms: string[], k: number, filter?: SqlFilter): { vid: number; score: number }[] {
-    const match = matchExpression(terms);
-    if (!match || !this.enabled) return [];
+    const match = matchExpression(this.plan(terms));
+    if (!match) return [];
     const weights = this.columns.map((c) => String(c.weight)).join(', ');
     const join = filter ? `JOIN products ON products.vid = ${TABLE}.rowid` : '';
     const where = filter ? `AND (${filter.where})` : '';
