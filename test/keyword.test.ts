@@ -17,6 +17,7 @@ import { SearchEngine } from '../lib/search/engine';
 import { DEFAULT_RRF_K, reciprocalRankFusion } from '../lib/search/fusion';
 import { KeywordIndex, MAX_KEYWORD_POSTINGS } from '../lib/search/keyword-index';
 import { MAX_QUERY_CHARS, MAX_QUERY_TERMS, TERM, keywordTerms, matchExpression, queryTerms } from '../lib/search/keyword-text';
+import { keywordBuildLog } from '../lib/cli/shared';
 import { MODELS, ROOT, products, rejectsWithCode } from './helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrank-keyword-'));
@@ -382,6 +383,15 @@ describe('the keyword index and the store', () => {
     expect(rows.keywords).toEqual(rows.products);
   }, 60_000);
 
+  it('the server logs a build on open: its start, every 5 s, its end', () => {
+    const lines: { o: object; msg: string }[] = [];
+    const report = keywordBuildLog({ info: (o, msg) => lines.push({ o, msg }) });
+    for (const done of [0, 2000, 4000, 4510]) report('demo', { done, total: 4510 });
+    expect(lines.map((l) => l.o)).toEqual([{ collection: 'demo', done: 0, total: 4510 }, { collection: 'demo', done: 4510, total: 4510 }]);
+    expect(lines[0].msg).toMatch(/building the keyword index/);
+    expect(lines[1].msg).toBe('keyword index built');
+  });
+
   it('a build cut short leaves the old index and its record; the next open builds again', async () => {
     const data = join(dir, 'cut');
     let se = await SearchEngine.open({ dir: data, embedder: em });
@@ -436,10 +446,19 @@ describe('the keyword index and the store', () => {
     const index = new KeywordIndex(db, meta);
     await index.sync([{ template: '{t}', weight: 1 }]);
     // common 60 000 + middle 48 000 postings: over the budget, so common goes; rare (60) and middle fit
-    expect(index.plan(['common', 'middle', 'rare', 'absent'])).toEqual(['rare', 'middle']);
-    expect(index.plan(['common'])).toEqual(['common']); // the rarest term stays, whatever it costs
-    expect(index.plan(['common', 'rare'])).toEqual(['rare', 'common']);
-    expect(index.search(['common', 'middle', 'rare'], 5).length).toBe(5);
+    expect(index.plan(['common', 'middle', 'rare', 'absent'])).toEqual({ terms: ['rare', 'middle'], postings: 48_060 });
+    expect(index.plan(['common', 'rare'])).toEqual({ terms: ['rare', 'common'], postings: 60_060 });
+    const top = index.search(['common', 'middle', 'rare'], 5);
+    expect(top.map((h) => h.vid)).toEqual(index.search(['middle', 'rare'], 5).map((h) => h.vid));
+    expect(top.map((h) => h.vid).every((vid) => vid % 1000 === 0)).toBe(true); // rare first
+    // the rarest term stays, whatever it costs; held by more products than the budget, the most recent of them are scored
+    db.transaction(() => {
+      for (let i = n + 1; i <= MAX_KEYWORD_POSTINGS * 1.2; i++) index.put(i, [`common ${i === n + 1 ? 'common common' : ''}`]);
+    })();
+    expect(index.plan(['common'])).toEqual({ terms: ['common'], postings: MAX_KEYWORD_POSTINGS * 1.2 });
+    const bounded = index.search(['common'], 3);
+    expect(bounded).toHaveLength(3);
+    expect(bounded.every((h) => h.vid > MAX_KEYWORD_POSTINGS * 0.2)).toBe(true);
     db.close();
   }, 60_000);
 });

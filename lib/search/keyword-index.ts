@@ -15,13 +15,15 @@
  *
  * Search: the query's terms (never its text: see keyword-text.ts) joined by OR, ranked by FTS5's
  * bm25 with the columns' weights; a filter joins the products and applies inside the search, so a
- * filtered keyword recall still returns k products when k products match. The cost of a search is
- * its terms' postings (every product holding a term is scored), so when the terms' document
- * frequencies add up to more than MAX_KEYWORD_POSTINGS, the most common terms (the lowest IDF, the
- * least said about a product) are left out until they fit, the rarest always kept; terms no
- * product holds are left out too (they change no score). Below that budget the ranking is FTS5's
- * bm25 over every term. Frequencies come from FTS5's vocabulary (fts5vocab), cached until the next
- * write.
+ * filtered keyword recall still returns k products when k products match.
+ *
+ * Bounded work: a search scores every product that holds one of its terms, so when the terms'
+ * document frequencies add up to more than MAX_KEYWORD_POSTINGS, the most common terms (the lowest
+ * IDF, the least said about a product) are left out until they fit, the rarest always kept; terms
+ * no product holds are left out too (they change no score). When the rarest alone is held by more
+ * products than that, the products scored are the MAX_KEYWORD_POSTINGS most recently added of those
+ * holding it. Below the budget the ranking is FTS5's bm25 over every term. Frequencies come from
+ * FTS5's vocabulary (fts5vocab), cached until the next write.
  */
 import type Database from 'better-sqlite3';
 import { type KeywordColumn, keywordTexts } from './mapping';
@@ -161,12 +163,16 @@ export class KeywordIndex {
     return n;
   }
 
-  /** The terms a search reads (see the header): those some product holds, rarest first, within MAX_KEYWORD_POSTINGS. */
-  plan(terms: string[]): string[] {
-    if (!this.enabled) return [];
+  /**
+   * The terms a search reads (see the header): those some product holds, rarest first, within
+   * MAX_KEYWORD_POSTINGS, and their postings.
+   */
+  plan(terms: string[]): { terms: string[]; postings: number } {
+    if (!this.enabled) return { terms: [], postings: 0 };
     const held = terms.map((t) => ({ t, df: this.df(t) })).filter((x) => x.df > 0).sort((a, b) => a.df - b.df);
     let postings = 0;
-    return held.filter((x, i) => (postings += x.df) <= MAX_KEYWORD_POSTINGS || i === 0).map((x) => x.t);
+    const kept = held.filter((x, i) => (i === 0 || postings + x.df <= MAX_KEYWORD_POSTINGS) && (postings += x.df) > 0);
+    return { terms: kept.map((x) => x.t), postings };
   }
 
   /** Products indexed (a scan of the index: for checks, not for every search). */
@@ -179,13 +185,17 @@ export class KeywordIndex {
    * `filter` restricts the search to the products it matches. [] for no terms or no index.
    */
   search(terms: string[], k: number, filter?: SqlFilter): { vid: number; score: number }[] {
-    const match = matchExpression(this.plan(terms));
+    const plan = this.plan(terms);
+    const match = matchExpression(plan.terms);
     if (!match) return [];
     const weights = this.columns.map((c) => String(c.weight)).join(', ');
     const join = filter ? `JOIN products ON products.vid = ${TABLE}.rowid` : '';
     const where = filter ? `AND (${filter.where})` : '';
-    const sql = `SELECT ${TABLE}.rowid AS vid, bm25(${TABLE}, ${weights}) AS rank FROM ${TABLE} ${join} WHERE ${TABLE} MATCH ? ${where} ORDER BY rank LIMIT ?`;
-    const rows = this.db.prepare(sql).all(match, ...(filter?.params ?? []), k) as { vid: number; rank: number }[];
+    let sql = `SELECT ${TABLE}.rowid AS vid, bm25(${TABLE}, ${weights}) AS rank FROM ${TABLE} ${join} WHERE ${TABLE} MATCH ? ${where}`;
+    // one term held by more products than the budget: score the most recent MAX_KEYWORD_POSTINGS of them
+    const bounded = plan.postings > MAX_KEYWORD_POSTINGS;
+    if (bounded) sql = `SELECT vid, rank FROM (${sql} ORDER BY ${TABLE}.rowid DESC LIMIT ${MAX_KEYWORD_POSTINGS})`;
+    const rows = this.db.prepare(`${sql} ORDER BY rank LIMIT ?`).all(match, ...(filter?.params ?? []), k) as { vid: number; rank: number }[];
     return rows.map((r) => ({ vid: r.vid, score: -r.rank }));
   }
 }
