@@ -10,9 +10,12 @@ export type { LoadOptions, ModelInfo, ModelStats, ModelDescription, Device, Cuda
 export { VectorIndex } from './vector-index';
 export type { IndexOptions, IndexSearchOptions, IndexHits, IndexKind, Metric, Ids } from './vector-index';
 export { SearchEngine } from './search/engine';
-export type { SearchOptions, SearchHit, SearchResponse, CacheStats } from './search/engine';
+export type { SearchOptions, SearchHit, SearchResponse, CacheStats, RecallMode, RecallExplain, RecallFusion } from './search/engine';
 export { Collection } from './search/collection';
-export type { Mapping, IngestOptions, IngestProgress, IngestResult } from './search/collection';
+export type { Mapping, IngestOptions, IngestProgress, IngestResult, KeywordBuildProgress } from './search/collection';
+export type { KeywordColumn } from './search/mapping';
+export { reciprocalRankFusion } from './search/fusion';
+export { keywordTerms, queryTerms } from './search/keyword-text';
 export type { Filter } from './search/filters';
 export { QrankError } from './errors';
 export type { QrankErrorCode } from './errors';

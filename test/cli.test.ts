@@ -54,6 +54,21 @@ describe('qrank CLI', () => {
     expect(r.results.map((h: { id: string }) => h.id).sort()).toEqual(['b', 'c']);
     expect(r.timings.totalMs).toBeGreaterThan(0);
     expect(qrank('search', 'x', '--dir', dir, '--filter', '{oops').code).toBe(2);
+
+    // keyword recall: the Spanish title found by its words, the rank of each list printed
+    const k = qrank('search', 'juego de cuchillos', '--dir', dir, '--recall', 'keyword', '--no-rerank', '--json', '--threads', '1');
+    expect(k.code, k.err).toBe(0);
+    const kr = JSON.parse(k.out);
+    expect(kr.recall).toBe('keyword');
+    expect(kr.results.map((h: { id: string }) => h.id)).toEqual(['b']);
+    expect(kr.timings.keywordMs).toBeGreaterThan(0);
+    const text = qrank('search', 'juego de cuchillos', '--dir', dir, '--no-rerank', '--threads', '1');
+    expect(text.code, text.err).toBe(0);
+    expect(text.out).toMatch(/recall [-\d.]+  keyword #1 vector #\d+  b  Stainless steel knife set/);
+    expect(text.out).toMatch(/^hybrid recall: embed [\d.]+ ms, keyword [\d.]+ ms, vector [\d.]+ ms/m);
+    const bad = qrank('search', 'x', '--dir', dir, '--recall', 'bm25');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--recall must be one of hybrid, vector, keyword/);
   });
 
   it('evaluates the shipped cross-border set: metrics in [0,1], reranking keeps Recall@K', () => {
@@ -62,7 +77,9 @@ describe('qrank CLI', () => {
     expect(r.code, r.err).toBe(0);
     expect(r.out).toContain('synthetic models');
     const report = JSON.parse(readFileSync(json, 'utf8'));
-    expect(report.queries).toBe(103);
+    expect(report.queries).toBe(132);
+    expect(Object.keys(report.groups.lang).sort()).toEqual(['de', 'en', 'es', 'fr', 'ja', 'pt', 'zh']);
+    expect(report.groups.set.keyword.queries).toBe(29);
     for (const stage of [report.recall, report.reranked]) {
       expect(Object.keys(stage).sort()).toEqual(['MRR@10', 'Recall@20', 'nDCG@10']);
       for (const v of Object.values(stage) as number[]) {

@@ -32,7 +32,7 @@ interface Product {
 interface Query {
   _id: string;
   text: string;
-  metadata: { lang: string; intent: string };
+  metadata: { lang: string; intent: string; kind: string; set?: string };
 }
 
 function readJsonl<T>(file: string): T[] {
@@ -131,6 +131,16 @@ describe('eval/crossborder-shop', () => {
       seen.add(key);
     }
     expect(problems).toEqual([]);
+  });
+
+  it('gives every product a unique SKU code, and marks 20 or more queries of codes, model numbers, brands and sizes', () => {
+    const skus = corpus.map((p) => (p.metadata as { sku?: unknown }).sku);
+    for (const s of skus) expect(s).toMatch(/^[A-Z]{3}-\d{5}(-[A-Z]{3})?$/);
+    expect(new Set(skus).size).toBe(corpus.length);
+    const keyword = queries.filter((q) => q.metadata.set === 'keyword');
+    expect(keyword.length).toBeGreaterThanOrEqual(20);
+    expect(new Set(keyword.map((q) => q.metadata.kind))).toEqual(new Set(['code', 'model', 'brand', 'size']));
+    for (const q of queries) expect(['code', 'model', 'brand', 'size'].includes(q.metadata.kind)).toBe(q.metadata.set === 'keyword');
   });
 
   it('gives every query at least one relevant (>= 2) product and about four judgements on average', () => {

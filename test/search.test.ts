@@ -120,7 +120,7 @@ describe('search', () => {
       expect(h.score).toBe(h.rerankScore);
     }
     for (let i = 1; i < 5; i++) expect(r.results[i - 1].score).toBeGreaterThanOrEqual(r.results[i].score);
-    expect(Object.keys(r.timings).sort()).toEqual(['embedMs', 'fetchMs', 'recallMs', 'rerankMs', 'totalMs']);
+    expect(Object.keys(r.timings).sort()).toEqual(['embedMs', 'fetchMs', 'keywordMs', 'recallMs', 'rerankMs', 'totalMs']);
     // the rerank stage gives the reranker's own scores for the rendered rerank text
     const direct = await rr.score(r.results.map((h) => ({ query: '无线蓝牙降噪耳机', document: renderTemplate(MAPPING.rerank, h.fields) })));
     r.results.forEach((h, i) => expect(h.rerankScore).toBeCloseTo(direct[i], 5));

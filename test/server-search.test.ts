@@ -184,7 +184,8 @@ describe('POST /v1/search', () => {
     });
     expect(r.body.candidates).toBe(30);
     expect(r.body.reranked).toBe(true);
-    for (const k of ['embed_ms', 'recall_ms', 'fetch_ms', 'rerank_ms', 'total_ms']) expect(r.body.timings[k]).toBeGreaterThanOrEqual(0);
+    for (const k of ['embed_ms', 'keyword_ms', 'recall_ms', 'fetch_ms', 'rerank_ms', 'total_ms']) expect(r.body.timings[k]).toBeGreaterThanOrEqual(0);
+    expect(r.body.recall).toBe('hybrid');
   });
 
   it('applies the filter inside recall and still returns top_n', async () => {
@@ -209,6 +210,56 @@ describe('POST /v1/search', () => {
     expect(recallOnly.body.reranked).toBe(false);
     expect(recallOnly.body.results[0].rerank_score).toBeUndefined();
     expect(recallOnly.body.results[0].score).toBe(recallOnly.body.results[0].recall_score);
+  });
+
+  it('recalls by keyword, vector or both: recall, keyword_k and fusion as the library takes them, ranks in explain', async () => {
+    const query = 'stainless steel kitchen knife';
+    const r = await call('POST', '/v1/search', { collection: 'shop', query, recall: 'keyword', rerank: false, top_n: 5, explain: true });
+    expect(r.status).toBe(200);
+    expect(r.body.recall).toBe('keyword');
+    expect(r.body.results[0].id).toBe('sku-7'); // the one product whose title changed to a knife set
+    expect(r.body.results[0].explain.recall).toEqual({ keyword_rank: 1, keyword_score: r.body.results[0].recall_score });
+    expect(r.body.timings.keyword_ms).toBeGreaterThan(0);
+    const lib = await se.search('shop', query, { recall: 'keyword', rerank: false, topN: 5 });
+    expect(r.body.results.map((h: { id: string }) => h.id)).toEqual(lib.results.map((h) => h.id));
+
+    const body = { collection: 'shop', query, recall: 'hybrid', recall_k: 20, keyword_k: 5, top_n: 20, rerank: false, explain: true, fusion: { rrf_k: 10, keyword_weight: 2, vector_weight: 0.5 } };
+    const h = await call('POST', '/v1/search', body);
+    expect(h.status).toBe(200);
+    expect(h.body.recall).toBe('hybrid');
+    const fused = await se.search('shop', query, { recall: 'hybrid', recallK: 20, keywordK: 5, topN: 20, rerank: false, explain: true, fusion: { rrfK: 10, keywordWeight: 2, vectorWeight: 0.5 } });
+    expect(h.body.results.map((x: { id: string }) => x.id)).toEqual(fused.results.map((x) => x.id));
+    for (const x of h.body.results) {
+      const e = x.explain.recall;
+      expect(e.fused_score).toBeCloseTo((e.keyword_rank ? 2 / (10 + e.keyword_rank) : 0) + (e.vector_rank ? 0.5 / (10 + e.vector_rank) : 0), 12);
+      expect(e.keyword_rank === undefined || e.keyword_rank <= 5).toBe(true);
+    }
+    expect((await call('POST', '/v1/search', { collection: 'shop', query, rerank: false })).body.recall).toBe('hybrid'); // the default
+    expect((await call('POST', '/v1/search', { collection: 'shop', query: '"*"', recall: 'keyword', rerank: false })).body.recall).toBe('vector'); // no terms
+    expect((await call('GET', '/v1/collections/shop')).body.keywords).toEqual([{ template: MAPPING.rerank, weight: 1 }]);
+
+    const bad: [unknown, RegExp][] = [
+      [{ recall: 'bm25' }, /^recall:/],
+      [{ keyword_k: 0 }, /^keyword_k:/],
+      [{ keyword_k: 10_001 }, /^keyword_k:/],
+      [{ fusion: { rrf_k: -1 } }, /^fusion\.rrf_k:/],
+      [{ fusion: { keyword_weight: 1000 } }, /^fusion\.keyword_weight:/],
+      [{ fusion: { vector_weight: 'high' } }, /^fusion\.vector_weight:/],
+      [{ fusion: { rrfK: 60 } }, /rrfK/],
+    ];
+    for (const [extra, message] of bad) {
+      const res = await call('POST', '/v1/search', { collection: 'shop', query, ...(extra as object) });
+      expect({ extra, status: res.status, code: res.body.error?.code }).toEqual({ extra, status: 400, code: 'INVALID_INPUT' });
+      expect(res.body.error.message).toMatch(message);
+    }
+    // a collection without a keyword index: vector by default, keyword recall refused with the reason
+    expect((await call('POST', '/v1/collections', { name: 'nokeywords', mapping: { ...MAPPING, keyword: false } })).status).toBe(201);
+    await call('POST', '/v1/collections/nokeywords/documents', { documents: products(5) });
+    expect((await call('POST', '/v1/search', { collection: 'nokeywords', query, rerank: false })).body.recall).toBe('vector');
+    const refused = await call('POST', '/v1/search', { collection: 'nokeywords', query, recall: 'keyword' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.message).toMatch(/needs a keyword index/);
+    expect((await call('DELETE', '/v1/collections/nokeywords')).status).toBe(200);
   });
 
   it('rejects bad requests with the field named', async () => {

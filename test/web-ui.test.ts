@@ -75,6 +75,7 @@ describe.skipIf(!haveChromium)(`web UI in headless Chromium${haveChromium ? '' :
         category: li.querySelector('.category')?.textContent,
         rerank: li.querySelector('.rerank-score')?.textContent,
         recall: li.querySelector('.recall-score')?.textContent,
+        ranks: li.querySelector('.ranks')?.textContent,
       })),
     );
     expect(hits).toHaveLength(8);
@@ -89,8 +90,11 @@ describe.skipIf(!haveChromium)(`web UI in headless Chromium${haveChromium ? '' :
       expect(h.category).toBe(f.category);
       expect(h.rerank).toBe(`rerank ${lib.results[i].rerankScore!.toFixed(3)}`);
       expect(h.recall).toMatch(/^recall -?\d\.\d{3}$/);
+      // the ranks in each list, as the library's explain gives them (hybrid recall by default)
+      const e = (await se.search('demo', '无线蓝牙降噪耳机', { recallK: 50, topN: 8, explain: true })).results[i].explain!.recall;
+      expect(h.ranks).toBe(`keyword ${e.keywordRank ? `#${e.keywordRank}` : '–'} · vector ${e.vectorRank ? `#${e.vectorRank}` : '–'}`);
     }
-    expect(await page.locator('#search-status').textContent()).toMatch(/8 results from 50 candidates · embed [\d.]+ ms · recall [\d.]+ ms · fetch [\d.]+ ms · rerank [\d.]+ ms · total [\d.]+ ms/);
+    expect(await page.locator('#search-status').textContent()).toMatch(/8 results from 50 candidates \(hybrid recall\) · embed [\d.]+ ms · keyword [\d.]+ ms · vector [\d.]+ ms · fetch [\d.]+ ms · rerank [\d.]+ ms · total [\d.]+ ms/);
 
     // a Spanish query with a price filter: Spanish titles, no hit above the price
     await page.fill('#query', 'auriculares inalámbricos');
@@ -101,6 +105,43 @@ describe.skipIf(!haveChromium)(`web UI in headless Chromium${haveChromium ? '' :
     expect(prices.length).toBeGreaterThan(0);
     for (const p of prices) expect(Number(p.match(/[\d.]+/)![0])).toBeLessThanOrEqual(50);
     await page.screenshot({ path: join(shots, 'web-search.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it('finds a product by its SKU typed into the search box: first with keyword recall, among the candidates with hybrid', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(base + '/');
+    await expect.poll(() => page.locator('#collection').inputValue()).toBe('demo');
+    // the synthetic reranker's order means nothing, so the page ranks by recall here
+    await page.selectOption('#recall', 'keyword');
+    await page.uncheck('#rerank');
+    const search = async (query: string) => {
+      await page.fill('#query', query);
+      await Promise.all([page.waitForResponse((r) => r.url().endsWith('/v1/search')), page.click('#search-button')]);
+      await expect.poll(() => page.locator('#search-button').isDisabled()).toBe(false);
+    };
+    await search('SOQ-17919-BLA');
+    expect(await page.locator('#results li').first().getAttribute('data-id')).toBe('p0001');
+    const top = page.locator('#results li').first();
+    expect(await top.locator('.sku').textContent()).toBe('SOQ-17919-BLA');
+    expect(await top.locator('.ranks').textContent()).toBe('keyword #1 · vector –');
+    expect(await page.locator('#search-status').textContent()).toMatch(/\(keyword recall\)/);
+    // typed without dashes, in lower case, or without the colour: the same product
+    for (const q of ['soq17919bla', 'SOQ-17919']) {
+      await search(q);
+      expect(await page.locator('#results li').first().getAttribute('data-id')).toBe('p0001');
+    }
+    // hybrid, reranked: the product is among the 50 candidates, keyword rank 1
+    await page.selectOption('#recall', 'hybrid');
+    await page.check('#rerank');
+    await page.fill('#top-n', '50');
+    await search('SOQ-17919-BLA');
+    expect(await page.locator('#search-status').textContent()).toMatch(/\(hybrid recall\)/);
+    expect(await page.locator('#results li[data-id="p0001"] .ranks').textContent()).toMatch(/^keyword #1 · vector (#\d+|–)$/);
+    await page.screenshot({ path: join(shots, 'web-sku.png'), fullPage: true });
     expect(errors).toEqual([]);
     await page.close();
   }, 60_000);

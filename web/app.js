@@ -55,6 +55,13 @@ function pickTitle(fields, queryLanguage) {
 
 const fmt = (x, digits = 3) => (typeof x === 'number' ? x.toFixed(digits) : '–');
 
+// Where a hit stood in each recall list: "keyword #1 · vector #12" (– where a list did not hold it).
+function ranksText(explain) {
+  const r = (explain && explain.recall) || {};
+  const at = (rank) => (typeof rank === 'number' ? `#${rank}` : '–');
+  return `keyword ${at(r.keyword_rank)} · vector ${at(r.vector_rank)}`;
+}
+
 // --- tabs ---
 for (const tab of document.querySelectorAll('[role="tab"]')) {
   tab.addEventListener('click', () => {
@@ -108,14 +115,16 @@ $('search-form').addEventListener('submit', async (event) => {
     const r = await api('POST', '/v1/search', {
       collection: $('collection').value,
       query,
+      ...($('recall').value ? { recall: $('recall').value } : {}),
       recall_k: Number($('recall-k').value) || 50,
       top_n: Number($('top-n').value) || 10,
       rerank: $('rerank').checked,
+      explain: true,
       ...(Object.keys(filter).length ? { filter } : {}),
     });
     renderResults(r, detectLanguage(query));
     const t = r.timings;
-    status.textContent = `${r.results.length} results from ${r.candidates} candidates · embed ${fmt(t.embed_ms, 1)} ms · recall ${fmt(t.recall_ms, 1)} ms · fetch ${fmt(t.fetch_ms, 1)} ms · rerank ${fmt(t.rerank_ms, 1)} ms · total ${fmt(t.total_ms, 1)} ms`;
+    status.textContent = `${r.results.length} results from ${r.candidates} candidates (${r.recall} recall) · embed ${fmt(t.embed_ms, 1)} ms · keyword ${fmt(t.keyword_ms, 1)} ms · vector ${fmt(t.recall_ms, 1)} ms · fetch ${fmt(t.fetch_ms, 1)} ms · rerank ${fmt(t.rerank_ms, 1)} ms · total ${fmt(t.total_ms, 1)} ms`;
   } catch (err) {
     status.className = 'error';
     status.textContent = err.message;
@@ -138,10 +147,12 @@ function renderResults(r, queryLanguage) {
     const meta = el('div', 'meta');
     const price = typeof f.price === 'number' ? `${f.price.toFixed(2)} ${f.currency || ''}`.trim() : '';
     meta.append(
+      ...(typeof f.sku === 'string' ? [el('span', 'sku', f.sku)] : []),
       el('span', 'price', price ? `price ${price}` : 'no price'),
       el('span', 'category', String(f.category || 'no category')),
       el('span', 'rerank-score', `rerank ${fmt(hit.rerank_score)}`),
       el('span', 'recall-score', `recall ${fmt(hit.recall_score)}`),
+      el('span', 'ranks', ranksText(hit.explain)),
       el('span', 'score', `score ${fmt(hit.score)}`),
       el('span', 'languages', title.languages.length ? `languages: ${title.languages.join(', ')}` : ''),
     );

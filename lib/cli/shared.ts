@@ -11,6 +11,7 @@ import { type Command, Option } from 'commander';
 import { Embedder } from '../embedder';
 import { Reranker } from '../reranker';
 import { makeTestModel } from '../models/test-model';
+import type { KeywordBuildProgress } from '../search/collection';
 import type { CliIO } from './io';
 
 export interface ModelFlags {
@@ -103,6 +104,23 @@ export async function loadModels(flags: ModelFlags, need: { reranker: boolean; e
     rerankerPath ? Reranker.load({ model: rerankerPath, threads }) : undefined,
   ]);
   return { embedder, reranker };
+}
+
+/** Logs the keyword index builds of collections made before keyword indexes: the start, every 5 s, the end. */
+export function keywordBuildLog(log: { info(o: object, msg: string): void }): (collection: string, p: KeywordBuildProgress) => void {
+  let last = 0;
+  return (collection, p) => {
+    const now = Date.now();
+    if (p.done !== 0 && p.done !== p.total && now - last < 5000) return;
+    last = now;
+    log.info({ collection, done: p.done, total: p.total }, p.done === p.total ? 'keyword index built' : 'building the keyword index (once, for a collection made before keyword indexes or after a mapping change)');
+  };
+}
+
+/** A progress bar for the keyword index build an opening may do (see keywordBuildLog), on standard error. */
+export function keywordBuildBar(io: CliIO): { onKeywordIndexProgress: (collection: string, p: KeywordBuildProgress) => void; stop(): void } {
+  const bar = progressBar(io, 'building the keyword index');
+  return { onKeywordIndexProgress: (_c, p) => (p.done === p.total ? bar.stop() : bar.update(p.done, p.total)), stop: () => bar.stop() };
 }
 
 export function progressBar(io: CliIO, label: string): { update(done: number, total?: number): void; stop(): void } {

@@ -12,6 +12,13 @@
  * A failed open closes what it opened; a mapping is validated when it is given and when it is
  * read back from the meta (see mapping.ts).
  *
+ * Keyword index (keyword-index.ts): written in the same SQLite transactions as the products (an
+ * upsert writes the product's keyword row, a delete or a removal removes it), so after any crash it
+ * holds exactly the stored products. Opening a collection builds it, once, when it was not built
+ * from the mapping's keyword columns (a collection made before keyword indexes, or a changed
+ * mapping), or when it does not hold as many products as the store; an ingestion with a changed
+ * mapping builds it again before its first batch.
+ *
  * Lifecycle: searches, ingests and deletes run under a lease. `close` refuses new leases at once,
  * waits for the running ones, then closes the store; from then on every call fails with the reason
  * given to close (COLLECTION_NOT_FOUND for a dropped collection, CLOSED otherwise), never with
@@ -25,10 +32,12 @@ import type { Embedder } from '../embedder';
 import { QrankError, type QrankErrorCode, invalid } from '../errors';
 import { type IndexOptions, VectorIndex } from '../vector-index';
 import { type Filter, compileFilter, fieldNameProblem } from './filters';
-import { MAPPING_LIMITS, type Mapping, type Product, parseMapping, toProduct } from './mapping';
+import { type KeywordBuildProgress, KeywordIndex } from './keyword-index';
+import { type KeywordColumn, MAPPING_LIMITS, type Mapping, type Product, keywordColumns, parseMapping, toProduct } from './mapping';
 import { type Source, readSource } from './sources';
 
 export type { Mapping } from './mapping';
+export type { KeywordBuildProgress } from './keyword-index';
 
 export interface IngestProgress {
   read: number;
@@ -49,6 +58,17 @@ export interface IngestOptions {
   signal?: AbortSignal;
   /** Records per batch (default 64). */
   batchSize?: number;
+  /** Progress of a keyword index build that a changed mapping starts (see the header). */
+  onKeywordIndexProgress?: (p: KeywordBuildProgress) => void;
+}
+
+/** How a collection is opened: index and mapping of a new one, `reindex` after a model change. */
+export interface OpenOptions {
+  index?: Partial<IndexOptions>;
+  mapping?: Mapping;
+  reindex?: boolean;
+  /** Progress of the keyword index build that an open may do, once (see the header). */
+  onKeywordIndexProgress?: (p: KeywordBuildProgress) => void;
 }
 
 /** A collection in the data directory that cannot be opened, and why. */
@@ -69,6 +89,8 @@ export interface CollectionInfo {
   mapping?: Mapping;
   /** The embedding model the vectors come from. */
   embedder?: string;
+  /** The keyword index's columns and BM25 weights; empty when the collection has none. */
+  keywords: Required<KeywordColumn>[];
 }
 
 export interface ProductRow {
@@ -158,6 +180,7 @@ export class Collection {
   private readonly db: Database.Database;
   private readonly indexPath: string;
   private index!: VectorIndex;
+  private readonly keywords: KeywordIndex;
   private held = new Set<bigint>(); // ids in the in-memory index
   private signalRanges?: Map<string, { min: number; max: number }>;
   // ingest and delete run one at a time per collection (searches go on beside them)
@@ -180,9 +203,10 @@ export class Collection {
     this.byVid = db.prepare('SELECT vid, id, fields, rerank_text FROM products WHERE vid = ?');
     this.countAll = db.prepare('SELECT count(*) AS n FROM products');
     this.countPending = db.prepare('SELECT count(*) AS n FROM products WHERE indexed_hash IS NOT embed_hash');
+    this.keywords = new KeywordIndex(db, { get: (k) => this.meta(k), set: (k, v) => this.setMeta(k, v) });
   }
 
-  static async open(dir: string, name: string, embedder: Embedder, options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean } = {}): Promise<Collection> {
+  static async open(dir: string, name: string, embedder: Embedder, options: OpenOptions = {}): Promise<Collection> {
     checkCollectionName(name);
     const mapping = options.mapping === undefined ? undefined : parseMapping(options.mapping);
     mkdirSync(dir, { recursive: true });
@@ -208,7 +232,7 @@ export class Collection {
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
-  private async init(options: { index?: Partial<IndexOptions>; mapping?: Mapping; reindex?: boolean }): Promise<void> {
+  private async init(options: OpenOptions): Promise<void> {
     const fp = fingerprint(this.embedder);
     const stored = this.meta('embedder');
     const count = this.size;
@@ -230,7 +254,16 @@ export class Collection {
     }
     this.setMeta('embedder', fp);
     this.held = new Set(this.index.ids());
+    await this.syncKeywords(options.onKeywordIndexProgress);
     await this.reconcile();
+  }
+
+  // Builds the keyword index if it was not built from the mapping, or lost products (see the header).
+  private async syncKeywords(onProgress?: (p: KeywordBuildProgress) => void): Promise<void> {
+    const mapping = this.mapping;
+    if (!mapping) return;
+    const built = await this.keywords.sync(keywordColumns(mapping), onProgress);
+    if (!built && this.keywords.enabled && this.keywords.count() !== this.size) await this.keywords.sync(keywordColumns(mapping), onProgress, true);
   }
 
   get size(): number {
@@ -312,6 +345,7 @@ export class Collection {
       index: JSON.parse(this.meta('index') ?? '{}') as IndexOptions,
       mapping: this.mapping,
       embedder: JSON.parse(this.meta('embedder') ?? 'null')?.description,
+      keywords: this.keywords.columns,
     };
   }
 
@@ -326,13 +360,15 @@ export class Collection {
     const batchSize = options.batchSize ?? 64;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw invalid(`options.batchSize must be an integer from 1 to 10000, got ${batchSize}`);
     if (options.mapping !== undefined) this.setMeta('mapping', JSON.stringify(mapping));
+    await this.keywords.sync(keywordColumns(mapping), options.onKeywordIndexProgress);
     const result: IngestResult = { read: 0, upserted: 0, unchanged: 0, embedded: 0, rejected: 0, errors: [] };
     const reject = (at: number, reason: string) => {
       result.rejected++;
       if (result.errors.length < 100) result.errors.push({ at, reason });
     };
     const upsert = this.db.prepare(`INSERT INTO products (id, fields, embed_texts, rerank_text, embed_hash) VALUES (@id, @fields, @embed, @rerank, @hash)
-      ON CONFLICT(id) DO UPDATE SET fields = excluded.fields, embed_texts = excluded.embed_texts, rerank_text = excluded.rerank_text, embed_hash = excluded.embed_hash`);
+      ON CONFLICT(id) DO UPDATE SET fields = excluded.fields, embed_texts = excluded.embed_texts, rerank_text = excluded.rerank_text, embed_hash = excluded.embed_hash
+      RETURNING vid`);
     const current = this.db.prepare('SELECT embed_hash, fields, rerank_text FROM products WHERE id = ?');
     let batch: Product[] = [];
     const flush = async () => {
@@ -343,7 +379,8 @@ export class Collection {
             result.unchanged++;
             continue;
           }
-          upsert.run(p);
+          const { vid } = upsert.get(p) as { vid: number };
+          this.keywords.put(vid, p.keywords);
           result.upserted++;
         }
       });
@@ -399,6 +436,7 @@ export class Collection {
         const refusal = vectors[i];
         if (typeof refusal === 'string') {
           remove.run(r.vid);
+          this.keywords.remove(r.vid);
           removed.push({ id: r.id, reason: refusal });
         } else {
           mark.run(r.embed_hash, r.vid);
@@ -439,7 +477,10 @@ export class Collection {
     const find = this.db.prepare('SELECT vid FROM products WHERE id = ?');
     const vids = ids.map((id) => (find.get(id) as { vid: number } | undefined)?.vid).filter((v): v is number => v !== undefined);
     const del = this.db.prepare('DELETE FROM products WHERE vid = ?');
-    this.db.transaction(() => vids.forEach((v) => del.run(v)))();
+    this.db.transaction(() => vids.forEach((v) => {
+      del.run(v);
+      this.keywords.remove(v);
+    }))();
     const gone = vids.flatMap((v) => vectorIds(v, SLOTS)).filter((id) => this.held.has(id));
     if (gone.length) {
       await this.index.remove(gone);
@@ -471,6 +512,21 @@ export class Collection {
       if (!best.has(vid)) best.set(vid, hits.scores[i]);
     });
     return [...best.entries()].slice(0, k).map(([vid, score]) => ({ vid, score }));
+  }
+
+  /** Whether the collection has a keyword index to recall from. */
+  get hasKeywordIndex(): boolean {
+    this.checkOpen();
+    return this.keywords.enabled;
+  }
+
+  /**
+   * Keyword recall: the best k products for the query's terms (keyword-text.ts) by BM25, best first;
+   * `filter` applies inside the search. Synchronous (SQLite), like every read of the store.
+   */
+  keywordRecall(terms: string[], k: number, filter?: Filter): { vid: number; score: number }[] {
+    this.checkOpen();
+    return this.keywords.search(terms, k, compileFilter(filter));
   }
 
   private maxSlots(): number {

@@ -10,12 +10,21 @@ import type { SearchEngine } from './engine';
 /** lib/search or dist/search: the package root is two levels up either way. */
 export const DEMO_DATASET = join(__dirname, '..', '..', 'eval', 'crossborder-shop');
 
-/** The shop's mapping: one vector per product over every language's title, brand and category. */
+/**
+ * The shop's mapping: one vector per product over every language's title, brand and category; the
+ * reranker also reads the SKU; the keyword index weighs codes and brand above titles, and titles
+ * above descriptions, category and the size, colour and compatibility attributes.
+ */
 export const SHOP_MAPPING: Mapping = {
   id: 'id',
   embed: '{title_en} | {title_zh} | {title_es} | {title} | {brand} | {category}',
-  rerank: '{title_en}\n{title_zh}\n{title_es}\n{title}\n{brand}; {category}; {price}',
+  rerank: '{title_en}\n{title_zh}\n{title_es}\n{title}\n{brand}; {sku}; {category}; {price}',
   numeric: ['price', 'popularity', 'rating'],
+  keyword: [
+    { template: '{sku} | {brand}', weight: 4 },
+    { template: '{title_en} | {title_zh} | {title_es} | {title}', weight: 2 },
+    { template: '{desc_en} | {desc_zh} | {desc_es} | {category} | {attributes.size} | {attributes.sizes} | {attributes.color} | {attributes.compatible_with}', weight: 1 },
+  ],
 };
 
 /** The dataset's corpus as product records: the id plus the metadata fields. */

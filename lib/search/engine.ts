@@ -1,8 +1,12 @@
 /**
- * SearchEngine: the two stages the shop runs. The query (never translated) is embedded by
- * Qwen3-Embedding, the top recallK products are recalled from the collection's vector index with
- * the filter applied inside the search, Qwen3-Reranker scores those candidates, and the final score
- * can blend in business signals (numeric fields of the mapping, at most MAX_FUSION_SIGNALS). Query
+ * SearchEngine: the two stages the shop runs. Recall finds candidates two ways, with the filter
+ * applied inside each: the query (never translated) embedded by Qwen3-Embedding against the
+ * collection's vector index, and the query's terms against its keyword index (BM25, see
+ * keyword-index.ts), searched while the query is embedded. `recall: 'hybrid'` (the default when the
+ * collection has a keyword index) fuses the two lists by reciprocal rank fusion (fusion.ts) into the
+ * top recallK candidates; 'vector' or 'keyword' uses one list; a query without keyword terms
+ * ("!!!") is recalled by vector. Qwen3-Reranker scores those candidates, and the final score can
+ * blend in business signals (numeric fields of the mapping, at most MAX_FUSION_SIGNALS). Query
  * embeddings and rerank scores are cached in LRUs bounded by bytes (keys included: they are hashes)
  * under keys that include the model, the instruction and the exact text, so a changed product text
  * is never served an old score.
@@ -22,22 +26,34 @@ import { z } from 'zod';
 import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
-import { parseOptions, positiveInt } from '../validate';
-import type { IndexOptions } from '../vector-index';
-import { COLLECTION_NAME, Collection, type CollectionInfo, type Mapping, type ProductRow, type UnopenableCollection, checkCollectionName, fingerprint } from './collection';
+import { checkText, parseOptions, positiveInt } from '../validate';
+import { COLLECTION_NAME, Collection, type CollectionInfo, type KeywordBuildProgress, type Mapping, type OpenOptions, type ProductRow, type UnopenableCollection, checkCollectionName, fingerprint } from './collection';
 import { type Filter, type Problem, fieldNameProblem, invalidInput, isPlainObject } from './filters';
+import { DEFAULT_RRF_K, MAX_RECALL_WEIGHT, MAX_RRF_K, reciprocalRankFusion } from './fusion';
+import { queryTerms } from './keyword-text';
+
+/** Where candidates come from: both indexes fused, the vector index, or the keyword index. */
+export type RecallMode = 'hybrid' | 'vector' | 'keyword';
+export const RECALL_MODES: readonly RecallMode[] = ['hybrid', 'vector', 'keyword'];
 
 export interface SearchOptions {
-  /** Candidates recalled, at most MAX_RECALL_K (default 100). */
+  /** Recall (see the header): 'hybrid' by default when the collection has a keyword index, else 'vector'. */
+  recall?: RecallMode;
+  /** Candidates recalled (the reranker scores them), at most MAX_RECALL_K (default 100); also the vector list's length. */
   recallK?: number;
+  /** Length of the keyword list, at most MAX_RECALL_K (default recallK). */
+  keywordK?: number;
   topN?: number;
   filter?: Filter;
   /** Reranker instruction (and embedder task for the query). */
   instruction?: string;
   /** false: recall only. */
   rerank?: boolean;
-  /** final = (1 - sum of weights) x relevance + sum of weight x normalised signal; signals are numeric fields of the mapping. */
-  fusion?: { signals: Record<string, number> };
+  /**
+   * Recall fusion: RRF's k (default DEFAULT_RRF_K) and each list's weight (default 1). Signals:
+   * final = (1 - sum of weights) x relevance + sum of weight x normalised signal, over numeric fields of the mapping.
+   */
+  fusion?: RecallFusion & { signals?: Record<string, number> };
   explain?: boolean;
   signal?: AbortSignal;
 }
@@ -48,13 +64,41 @@ export interface SearchHit {
   rerankScore?: number;
   recallScore: number;
   fields: Record<string, unknown>;
-  explain?: { relevance: number; relevanceWeight: number; signals: Record<string, { value: number; normalised: number; weight: number; contribution: number }> };
+  explain?: {
+    relevance: number;
+    relevanceWeight: number;
+    signals: Record<string, { value: number; normalised: number; weight: number; contribution: number }>;
+    recall: RecallExplain;
+  };
+}
+
+/** How the keyword and vector lists are fused (fusion.ts). */
+export interface RecallFusion {
+  rrfK?: number;
+  keywordWeight?: number;
+  vectorWeight?: number;
+}
+
+/** Where a candidate stood in each recall list (ranks from 1; absent: not in that list) and its fused score. */
+export interface RecallExplain {
+  keywordRank?: number;
+  keywordScore?: number;
+  vectorRank?: number;
+  vectorScore?: number;
+  fusedScore?: number;
 }
 
 export interface SearchResponse {
   results: SearchHit[];
-  timings: { embedMs: number; recallMs: number; fetchMs: number; rerankMs: number; totalMs: number };
+  /**
+   * Per stage. The keyword index is searched while the query is embedded: embedMs runs from the
+   * embedding's start to when its result is read, which is not before keywordMs ends. recallMs is
+   * vector recall, fetchMs fusion and reading the rows.
+   */
+  timings: { embedMs: number; keywordMs: number; recallMs: number; fetchMs: number; rerankMs: number; totalMs: number };
   candidates: number;
+  /** The recall that ran: the one asked for, or 'vector' for a query without keyword terms. */
+  recall: RecallMode;
   /** Whether the reranker scored the candidates (false: recall only, asked for or no reranker). */
   reranked: boolean;
 }
@@ -80,10 +124,13 @@ export interface CacheOptions {
 }
 
 /** How a collection is opened or created: index and mapping of a new one; `reindex` after a model change. */
-export interface CollectionOptions {
-  index?: Partial<IndexOptions>;
-  mapping?: Mapping;
-  reindex?: boolean;
+export type CollectionOptions = OpenOptions;
+
+/** A recalled candidate: the score it is ranked by (fused, BM25 or similarity), and where it came from. */
+interface Candidate {
+  vid: number;
+  score: number;
+  explain: RecallExplain;
 }
 
 export const MAX_RECALL_K = 10_000;
@@ -140,14 +187,16 @@ export class SearchEngine {
     readonly embedder: Embedder,
     readonly reranker: Reranker | undefined,
     cache: CacheOptions,
+    private readonly onKeywordIndexProgress?: (collection: string, p: KeywordBuildProgress) => void,
   ) {
     this.queryCache = new LRUCache({ maxSize: cache.queryEmbeddingsBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (v, k) => ENTRY_OVERHEAD_BYTES + k.length + v.byteLength });
     this.scoreCache = new LRUCache({ maxSize: cache.rerankScoresBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (_v, k) => ENTRY_OVERHEAD_BYTES + k.length + 8 });
   }
 
-  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: CacheOptions }): Promise<SearchEngine> {
+  /** `onKeywordIndexProgress`: progress of a keyword index build that opening a collection may do (once per collection made before keyword indexes). */
+  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: CacheOptions; onKeywordIndexProgress?: (collection: string, p: KeywordBuildProgress) => void }): Promise<SearchEngine> {
     if (!options?.dir || !options.embedder) throw invalid('SearchEngine.open needs { dir, embedder } (and a reranker for the second stage)');
-    return new SearchEngine(options.dir, options.embedder, options.reranker, parseOptions(cacheOptions, options.cache, 'cache'));
+    return new SearchEngine(options.dir, options.embedder, options.reranker, parseOptions(cacheOptions, options.cache, 'cache'), options.onKeywordIndexProgress);
   }
 
   /** Opens (or creates) a collection. `reindex: true` re-embeds it when the embedding model changed. */
@@ -162,7 +211,9 @@ export class SearchEngine {
   private opening(name: string, options: CollectionOptions): Promise<Collection> {
     let p = this.collections.get(name);
     if (!p) {
-      const opening = Collection.open(this.dir, name, this.embedder, options);
+      const report = this.onKeywordIndexProgress;
+      const onKeywordIndexProgress = options.onKeywordIndexProgress ?? (report && ((p: KeywordBuildProgress) => report(name, p)));
+      const opening = Collection.open(this.dir, name, this.embedder, { ...options, onKeywordIndexProgress });
       opening.catch(() => this.collections.get(name) === opening && this.collections.delete(name));
       this.collections.set(name, (p = opening));
     }
@@ -211,7 +262,7 @@ export class SearchEngine {
   }
 
   /** Creates a collection that must not exist yet (COLLECTION_EXISTS otherwise); waits for a drop of that name. */
-  async create(name: string, options: { index?: Partial<IndexOptions>; mapping?: Mapping } = {}): Promise<Collection> {
+  async create(name: string, options: { index?: OpenOptions['index']; mapping?: Mapping } = {}): Promise<Collection> {
     checkCollectionName(name);
     while (this.dropping.has(name)) await this.dropping.get(name);
     if (this.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
@@ -259,28 +310,30 @@ export class SearchEngine {
 
   async search(collectionName: string, query: string, options: SearchOptions = {}): Promise<SearchResponse> {
     const t0 = performance.now();
-    if (typeof query !== 'string' || query.trim() === '') throw invalid('query must be a non-empty string');
+    checkText(query, 'query', { allowEmpty: false });
     const recallK = options.recallK ?? DEFAULT_RECALL_K;
+    const keywordK = options.keywordK ?? recallK;
     const topN = options.topN ?? 10;
-    if (!Number.isInteger(recallK) || recallK < 1 || recallK > MAX_RECALL_K || !Number.isInteger(topN) || topN < 1) {
-      throw invalid(`recallK must be an integer from 1 to ${MAX_RECALL_K}, topN a positive integer`);
+    if (!isRecallCount(recallK) || !isRecallCount(keywordK) || !Number.isInteger(topN) || topN < 1) {
+      throw invalid(`recallK and keywordK must be integers from 1 to ${MAX_RECALL_K}, topN a positive integer`);
     }
+    if (options.recall !== undefined && !RECALL_MODES.includes(options.recall)) throw invalid(`recall must be one of ${RECALL_MODES.join(', ')}`);
     const weights = options.fusion?.signals ?? {};
     const problem = signalsProblem(weights);
     if (problem) throw invalidInput('fusion.signals', problem);
+    const fusionBad = recallFusionProblem(options.fusion ?? {});
+    if (fusionBad) throw invalidInput('fusion', fusionBad);
     const col = await this.existing(collectionName);
-    return col.lease(() => this.searchIn(col, query, { ...options, recallK, topN }, weights, t0));
+    return col.lease(() => this.searchIn(col, query, { ...options, recallK, keywordK, topN }, weights, t0));
   }
 
-  private async searchIn(col: Collection, query: string, options: SearchOptions & { recallK: number; topN: number }, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
-    const qvec = await this.queryVector(query, options.instruction, options.signal);
-    const t1 = performance.now();
-    const recalled = await col.recall(qvec, options.recallK, options.filter);
+  private async searchIn(col: Collection, query: string, options: CheckedSearch, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
+    const recalled = await this.recall(col, query, options);
     const t2 = performance.now();
-    const rows = col.rows(recalled.map((r) => r.vid));
+    const rows = col.rows(recalled.candidates.map((c) => c.vid));
     const fusion: Fusion = { weights, weightSum: Object.values(weights).reduce((a, b) => a + b, 0), ranges: new Map(Object.keys(weights).map((f) => [f, col.signalRange(f)])) };
     const t3 = performance.now();
-    const candidates = recalled.filter((r) => rows.has(r.vid));
+    const candidates = recalled.candidates.filter((c) => rows.has(c.vid));
     const rerank = options.rerank !== false && this.reranker !== undefined;
     const relevance = rerank ? await this.rerankScores(query, candidates.map((c) => rows.get(c.vid)!.rerankText), options) : candidates.map((c) => c.score);
     const t4 = performance.now();
@@ -293,17 +346,56 @@ export class SearchEngine {
         ...(rerank ? { rerankScore: relevance[i] } : {}),
         recallScore: c.score,
         fields: row.fields,
-        ...(options.explain ? { explain } : {}),
+        ...(options.explain ? { explain: { ...explain, recall: c.explain } } : {}),
       };
     });
     hits.sort((a, b) => b.score - a.score);
     const t5 = performance.now();
+    const { embedMs, keywordMs, recallMs } = recalled;
     return {
       results: hits.slice(0, options.topN),
       candidates: candidates.length,
       reranked: rerank,
-      timings: { embedMs: t1 - t0, recallMs: t2 - t1, fetchMs: t3 - t2, rerankMs: t4 - t3, totalMs: t5 - t0 },
+      recall: recalled.mode,
+      timings: { embedMs, keywordMs, recallMs, fetchMs: recalled.fuseMs + (t3 - t2), rerankMs: t4 - t3, totalMs: t5 - t0 },
     };
+  }
+
+  /**
+   * The candidates of a search (see the header). The keyword index is searched (synchronously, in
+   * SQLite) while the embedder works on the query; each stage's time is its own.
+   */
+  private async recall(col: Collection, query: string, options: CheckedSearch): Promise<{ mode: RecallMode; candidates: Candidate[]; embedMs: number; keywordMs: number; recallMs: number; fuseMs: number }> {
+    const asked = this.recallMode(col, options.recall);
+    const terms = asked === 'vector' ? [] : queryTerms(query);
+    const mode: RecallMode = terms.length === 0 ? 'vector' : asked;
+    const te = performance.now();
+    let embedMs = 0;
+    const embedding = mode === 'keyword' ? undefined : this.queryVector(query, options.instruction, options.signal).then((v) => ((embedMs = performance.now() - te), v));
+    embedding?.catch(() => undefined); // awaited below; this only keeps a keyword stage that throws first from leaving it unhandled
+    const tk = performance.now();
+    const keyword = mode === 'vector' ? [] : col.keywordRecall(terms, options.keywordK, options.filter);
+    const keywordMs = performance.now() - tk;
+    let vector: { vid: number; score: number }[] = [];
+    let recallMs = 0;
+    if (embedding) {
+      const qvec = await embedding;
+      const tv = performance.now();
+      vector = await col.recall(qvec, options.recallK, options.filter);
+      recallMs = performance.now() - tv;
+    }
+    const tf = performance.now();
+    const candidates = recallCandidates(mode, keyword, vector, options);
+    return { mode, candidates, embedMs, keywordMs, recallMs, fuseMs: performance.now() - tf };
+  }
+
+  // The recall asked for, or the collection's default; one that needs a keyword index it lacks is INVALID_INPUT.
+  private recallMode(col: Collection, asked: RecallMode | undefined): RecallMode {
+    const mode = asked ?? (col.hasKeywordIndex ? 'hybrid' : 'vector');
+    if (mode !== 'vector' && !col.hasKeywordIndex) {
+      throw invalid(`recall '${mode}' needs a keyword index, and collection '${col.name}' has none (its mapping says keyword: false, or it has no mapping yet): use recall 'vector'`);
+    }
+    return mode;
   }
 
   private async queryVector(query: string, instruction: string | undefined, signal?: AbortSignal): Promise<Float32Array> {
@@ -356,7 +448,7 @@ export class SearchEngine {
 }
 
 /** The final score of a row: relevance blended with the normalised signals (a value that is not a number counts 0). */
-function fuse(row: ProductRow, relevance: number, fusion: Fusion): { score: number; explain: NonNullable<SearchHit['explain']> } {
+function fuse(row: ProductRow, relevance: number, fusion: Fusion): { score: number; explain: Omit<NonNullable<SearchHit['explain']>, 'recall'> } {
   const signals: NonNullable<SearchHit['explain']>['signals'] = {};
   let score = (1 - fusion.weightSum) * relevance;
   for (const [field, weight] of Object.entries(fusion.weights)) {
@@ -368,4 +460,42 @@ function fuse(row: ProductRow, relevance: number, fusion: Fusion): { score: numb
     signals[field] = { value, normalised, weight, contribution: weight * normalised };
   }
   return { score, explain: { relevance, relevanceWeight: 1 - fusion.weightSum, signals } };
+}
+
+/** A search's options once checked, with the defaults filled in. */
+type CheckedSearch = SearchOptions & { recallK: number; keywordK: number; topN: number };
+
+function isRecallCount(k: number): boolean {
+  return Number.isInteger(k) && k >= 1 && k <= MAX_RECALL_K;
+}
+
+/** What is wrong with the recall part of `fusion` (rrfK in [0, MAX_RRF_K], weights in [0, MAX_RECALL_WEIGHT]), or undefined. */
+export function recallFusionProblem(fusion: RecallFusion): Problem | undefined {
+  if (!isPlainObject(fusion)) return { path: [], message: 'must be an object' };
+  const bounds: [keyof RecallFusion, number][] = [['rrfK', MAX_RRF_K], ['keywordWeight', MAX_RECALL_WEIGHT], ['vectorWeight', MAX_RECALL_WEIGHT]];
+  for (const [key, max] of bounds) {
+    const v = fusion[key];
+    if (v !== undefined && !(typeof v === 'number' && v >= 0 && v <= max)) return { path: [key], message: `must be a number from 0 to ${max}` };
+  }
+  return undefined;
+}
+
+/** The candidates of one recall mode: one list as it is, or both fused by RRF, at most recallK. */
+function recallCandidates(mode: RecallMode, keyword: { vid: number; score: number }[], vector: { vid: number; score: number }[], options: CheckedSearch): Candidate[] {
+  if (mode === 'keyword') return keyword.slice(0, options.recallK).map((h, i) => ({ vid: h.vid, score: h.score, explain: { keywordRank: i + 1, keywordScore: h.score } }));
+  if (mode === 'vector') return vector.map((h, i) => ({ vid: h.vid, score: h.score, explain: { vectorRank: i + 1, vectorScore: h.score } }));
+  const f = options.fusion ?? {};
+  const fused = reciprocalRankFusion(
+    [
+      { ids: keyword.map((h) => h.vid), weight: f.keywordWeight ?? 1 },
+      { ids: vector.map((h) => h.vid), weight: f.vectorWeight ?? 1 },
+    ],
+    f.rrfK ?? DEFAULT_RRF_K,
+  );
+  const [kw, vec] = [new Map(keyword.map((h) => [h.vid, h.score])), new Map(vector.map((h) => [h.vid, h.score]))];
+  return fused.slice(0, options.recallK).map(({ id, score, ranks }) => ({
+    vid: id,
+    score,
+    explain: { keywordRank: ranks[0], keywordScore: kw.get(id), vectorRank: ranks[1], vectorScore: vec.get(id), fusedScore: score },
+  }));
 }

@@ -1,6 +1,7 @@
 /**
  * How records become products. A mapping names the id field, the template(s) of the text embedded,
- * the template of the text the reranker reads and the fields stored as numbers. It is validated
+ * the template of the text the reranker reads, the fields stored as numbers, and the columns of the
+ * keyword index (weighted templates; the rerank template when it does not say, none with `false`). It is validated
  * here and nowhere else, wherever it comes from: `ingest` and `Collection.open` in the library,
  * the server's request bodies (they embed `mappingSchema`), and the meta of a collection, which an
  * older qrank wrote unchecked.
@@ -25,6 +26,18 @@ export interface Mapping {
   rerank: string;
   /** Fields stored as numbers (CSV gives strings), for filters and fusion signals. */
   numeric?: string[];
+  /**
+   * Columns of the keyword index (BM25): one template, or templates with their BM25 weights
+   * (e.g. codes and brand above titles, titles above descriptions); default: the rerank template;
+   * `false`: no keyword index (vector recall only).
+   */
+  keyword?: false | string | KeywordColumn[];
+}
+
+/** A column of the keyword index: the template of its text and its weight in BM25 (default 1). */
+export interface KeywordColumn {
+  template: string;
+  weight?: number;
 }
 
 /** What one record may hold; a shop catalog never comes near these. */
@@ -47,6 +60,10 @@ export const MAPPING_LIMITS = {
   maxPlaceholders: 64,
   /** Characters of a field name (id, numeric). */
   maxFieldNameLength: 256,
+  /** Columns of the keyword index. */
+  maxKeywordColumns: 8,
+  /** BM25 weight of a keyword column at most (weights are positive). */
+  maxKeywordWeight: 100,
 } as const;
 
 export function describeBytes(n: number): string {
@@ -63,6 +80,16 @@ const fieldName = wellFormed('a field name', MAPPING_LIMITS.maxFieldNameLength);
 const template = wellFormed('a template: a string like "{title} | {brand}"', MAPPING_LIMITS.maxTemplateLength)
   .refine((t) => templateFields(t).length > 0, 'names no field: put field names in braces, like "{title} | {brand}"')
   .refine((t) => templateFields(t).length <= MAPPING_LIMITS.maxPlaceholders, `has more than ${MAPPING_LIMITS.maxPlaceholders} placeholders (the limit)`);
+const keywordColumn = z
+  .object({
+    template,
+    weight: z
+      .number({ error: 'must be a number' })
+      .positive('must be positive')
+      .max(MAPPING_LIMITS.maxKeywordWeight, `must be at most ${MAPPING_LIMITS.maxKeywordWeight}`)
+      .optional(),
+  })
+  .strict();
 
 /** A mapping as the server's request bodies and the library accept it. */
 export const mappingSchema = z
@@ -73,8 +100,25 @@ export const mappingSchema = z
     }),
     rerank: template,
     numeric: z.array(fieldName, { error: 'must be an array of field names' }).max(RECORD_LIMITS.maxFields, `names more than ${RECORD_LIMITS.maxFields} fields (the limit)`).optional(),
+    keyword: z
+      .union([z.literal(false), template, z.array(keywordColumn).min(1).max(MAPPING_LIMITS.maxKeywordColumns)], {
+        error: `must be false, a template, or an array of 1 to ${MAPPING_LIMITS.maxKeywordColumns} { template, weight } columns`,
+      })
+      .optional(),
   })
   .strict();
+
+/** The keyword columns of a mapping with their weights (none for `keyword: false`). */
+export function keywordColumns(m: Mapping): Required<KeywordColumn>[] {
+  if (m.keyword === false) return [];
+  const columns = m.keyword === undefined ? m.rerank : m.keyword;
+  return typeof columns === 'string' ? [{ template: columns, weight: 1 }] : columns.map((c) => ({ template: c.template, weight: c.weight ?? 1 }));
+}
+
+/** The text of each keyword column for a product's fields. */
+export function keywordTexts(columns: Required<KeywordColumn>[], fields: Record<string, unknown>): string[] {
+  return columns.map((c) => renderTemplate(c.template, fields));
+}
 
 /** `value` as a Mapping, or INVALID_INPUT naming the field to change ("mapping.embed: ..."). */
 export function parseMapping(value: unknown): Mapping {
@@ -91,6 +135,8 @@ export interface Product {
   rerank: string;
   /** Hash of the texts embedded: a changed hash means new vectors. */
   hash: string;
+  /** The text of each keyword column (see keywordColumns). */
+  keywords: string[];
 }
 
 /** The product of `record` under `m` (a mapping from parseMapping), or why the record is rejected. */
@@ -117,10 +163,11 @@ export function toProduct(record: Record<string, unknown>, m: Mapping): Product 
   if (embed.every((t) => t === '')) return { error: 'no text to embed: every field of the embed template is missing' };
   const texts = embed.map((t) => t || embed.find((x) => x !== '')!); // a missing language falls back to another
   const rerank = renderTemplate(m.rerank, fields);
-  const long = [...texts, rerank].find((t) => Buffer.byteLength(t) > RECORD_LIMITS.maxBytes);
+  const keywords = keywordTexts(keywordColumns(m), fields);
+  const long = [...texts, rerank, ...keywords].find((t) => Buffer.byteLength(t) > RECORD_LIMITS.maxBytes);
   if (long !== undefined) return { error: `a text rendered from the templates is ${Buffer.byteLength(long)} bytes, over the limit of ${describeBytes(RECORD_LIMITS.maxBytes)}` };
   const embedJson = JSON.stringify(texts);
-  return { id: String(idValue), fields: fieldsJson, embed: embedJson, rerank, hash: createHash('sha256').update(embedJson).digest('hex') };
+  return { id: String(idValue), fields: fieldsJson, embed: embedJson, rerank, hash: createHash('sha256').update(embedJson).digest('hex'), keywords };
 }
 
 /**

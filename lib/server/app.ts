@@ -421,9 +421,7 @@ export function createApp(options: ServerOptions) {
     ...(h.rerankScore !== undefined ? { rerank_score: h.rerankScore } : {}),
     recall_score: h.recallScore,
     fields: h.fields,
-    ...(h.explain
-      ? { explain: { relevance: h.explain.relevance, relevance_weight: h.explain.relevanceWeight, signals: h.explain.signals } }
-      : {}),
+    ...(h.explain ? { explain: snakeExplain(h.explain) } : {}),
   });
 
   app.post('/v1/search', auth, json, onBodyError, route(async (req, res, ctx) => {
@@ -432,14 +430,17 @@ export function createApp(options: ServerOptions) {
     if (body.top_n !== undefined) checkCount(body.top_n, 'results (top_n)');
     // the recalled candidates are what gets reranked: the rerank routes' limit holds for them
     if (body.recall_k !== undefined) checkCount(body.recall_k, 'candidates (recall_k)');
+    const f = body.fusion;
     const r = await se.search(body.collection, body.query, {
+      recall: body.recall,
       // a server allowing fewer documents per request than the default reranks no more than that
       recallK: body.recall_k ?? Math.min(DEFAULT_RECALL_K, limits.maxDocuments),
+      keywordK: body.keyword_k,
       topN: body.top_n,
       filter: body.filter,
       instruction: body.instruction,
       rerank: body.rerank,
-      fusion: body.fusion,
+      fusion: f && { signals: f.signals, rrfK: f.rrf_k, keywordWeight: f.keyword_weight, vectorWeight: f.vector_weight },
       explain: body.explain,
       signal: ctx.signal,
     });
@@ -450,7 +451,8 @@ export function createApp(options: ServerOptions) {
       results: r.results.map(snakeHit),
       candidates: r.candidates,
       reranked: r.reranked,
-      timings: { embed_ms: t.embedMs, recall_ms: t.recallMs, fetch_ms: t.fetchMs, rerank_ms: t.rerankMs, total_ms: t.totalMs },
+      recall: r.recall,
+      timings: { embed_ms: t.embedMs, keyword_ms: t.keywordMs, recall_ms: t.recallMs, fetch_ms: t.fetchMs, rerank_ms: t.rerankMs, total_ms: t.totalMs },
     });
   }));
 
@@ -580,4 +582,15 @@ function normaliseInput(input: string | number[] | (string | number[])[], em: Em
   if (typeof input === 'string') return [input];
   if (typeof input[0] === 'number') return [em.detokenize(input as number[])];
   return (input as (string | number[])[]).map((item) => (typeof item === 'string' ? item : em.detokenize(item)));
+}
+
+/** A hit's explain in the API's snake case. */
+function snakeExplain(e: NonNullable<SearchHit['explain']>) {
+  const r = e.recall;
+  return {
+    relevance: e.relevance,
+    relevance_weight: e.relevanceWeight,
+    signals: e.signals,
+    recall: { keyword_rank: r.keywordRank, keyword_score: r.keywordScore, vector_rank: r.vectorRank, vector_score: r.vectorScore, fused_score: r.fusedScore },
+  };
 }

@@ -4,6 +4,7 @@
  * lists exactly the routes Express serves.
  */
 import { z } from 'zod';
+import { RECALL_MODES } from '../search/engine';
 import { collectionBody, collectionName, deleteDocumentsBody, documentsBody, embeddingsBody, rerankBody, scoreBody, searchBody, teiRerankBody } from './schemas';
 
 type Json = Record<string, unknown>;
@@ -65,7 +66,16 @@ const upload = { schema: { type: 'string', description: 'one product per line (N
 const collectionInfo = {
   type: 'object',
   required: ['name', 'size', 'pending', 'vectors', 'index'],
-  properties: { name: { type: 'string' }, size: { type: 'integer' }, pending: { type: 'integer' }, vectors: { type: 'integer' }, index: { type: 'object' }, mapping: { type: 'object' }, embedder: { type: 'string' } },
+  properties: {
+    name: { type: 'string' }, size: { type: 'integer' }, pending: { type: 'integer' }, vectors: { type: 'integer' }, index: { type: 'object' }, mapping: { type: 'object' }, embedder: { type: 'string' },
+    keywords: { type: 'array', description: 'the keyword index: its columns and BM25 weights (empty: none)', items: { type: 'object', required: ['template', 'weight'], properties: { template: { type: 'string' }, weight: { type: 'number' } } } },
+  },
+};
+const rank = { type: 'integer', minimum: 1 };
+const recallExplain = {
+  type: 'object',
+  description: "where the candidate stood in each recall list (ranks from 1; absent: not in that list) and its fused (RRF) score in a hybrid recall",
+  properties: { keyword_rank: rank, keyword_score: { type: 'number' }, vector_rank: rank, vector_score: { type: 'number' }, fused_score: { type: 'number' } },
 };
 const unopenable = {
   type: 'object',
@@ -90,12 +100,20 @@ const searchResponse = {
       items: {
         type: 'object',
         required: ['id', 'score', 'recall_score', 'fields'],
-        properties: { id: { type: 'string' }, score: { type: 'number' }, rerank_score: { type: 'number' }, recall_score: { type: 'number' }, fields: { type: 'object' }, explain: { type: 'object' } },
+        properties: {
+          id: { type: 'string' }, score: { type: 'number' }, rerank_score: { type: 'number' }, recall_score: { type: 'number' }, fields: { type: 'object' },
+          explain: { type: 'object', required: ['relevance', 'relevance_weight', 'signals', 'recall'], properties: { relevance: { type: 'number' }, relevance_weight: { type: 'number' }, signals: { type: 'object' }, recall: recallExplain } },
+        },
       },
     },
     candidates: { type: 'integer' },
     reranked: { type: 'boolean' },
-    timings: { type: 'object', properties: { embed_ms: { type: 'number' }, recall_ms: { type: 'number' }, fetch_ms: { type: 'number' }, rerank_ms: { type: 'number' }, total_ms: { type: 'number' } } },
+    recall: { enum: [...RECALL_MODES], description: "the recall that ran: the one asked for, or 'vector' for a query without keyword terms" },
+    timings: {
+      type: 'object',
+      description: 'embed_ms overlaps keyword_ms (the keyword index is searched while the query is embedded); recall_ms is vector recall; fetch_ms fusion and reading the rows',
+      properties: { embed_ms: { type: 'number' }, keyword_ms: { type: 'number' }, recall_ms: { type: 'number' }, fetch_ms: { type: 'number' }, rerank_ms: { type: 'number' }, total_ms: { type: 'number' } },
+    },
   },
 };
 
@@ -161,7 +179,7 @@ export function openApiDocument(version: string): Json {
       '/v1/score': post('Score pairs (vLLM)', schema(scoreBody), scoreResponse),
       '/v1/embeddings': post('Embeddings (OpenAI)', schema(embeddingsBody), embeddingsResponse),
       '/embeddings': post('Embeddings (OpenAI, without /v1)', schema(embeddingsBody), embeddingsResponse),
-      '/v1/search': post('Two-stage search: embedding recall with the filter inside, then reranking, optional fusion and explain', schema(searchBody), searchResponse),
+      '/v1/search': post('Two-stage search: keyword (BM25) and embedding recall fused by RRF, the filter inside both, then reranking, optional signal fusion and explain', schema(searchBody), searchResponse),
       '/v1/collections': {
         ...get('Collections in the data directory (one that cannot be opened is listed with its error, and can be deleted)', {
           type: 'object',

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { COLLECTION_NAME } from '../search/collection';
-import { MAX_FUSION_SIGNALS, MAX_RECALL_K, signalsProblem } from '../search/engine';
+import { MAX_FUSION_SIGNALS, MAX_RECALL_K, RECALL_MODES, signalsProblem } from '../search/engine';
+import { MAX_RECALL_WEIGHT, MAX_RRF_K } from '../search/fusion';
 import { MAX_FILTER_FIELDS, MAX_FILTER_STRING_LENGTH, MAX_IN_VALUES, type Problem, filterProblem } from '../search/filters';
 import { mappingSchema } from '../search/mapping';
 import { HttpError } from './http-errors';
@@ -173,12 +174,22 @@ export const searchBody = z
   .object({
     collection: collectionName,
     query: text.refine((s) => s.trim().length > 0, 'must not be empty'),
+    recall: z.enum(RECALL_MODES).optional(),
     recall_k: z.number().int().positive().max(MAX_RECALL_K).optional(),
+    keyword_k: z.number().int().positive().max(MAX_RECALL_K).optional(),
     top_n: z.number().int().positive().optional(),
     filter: checkedBy(filterProblem, z.record(z.string(), fieldFilter).meta({ maxProperties: MAX_FILTER_FIELDS })).optional(),
     instruction: text.optional(),
     rerank: z.boolean().optional(),
-    fusion: z.object({ signals: checkedBy(signalsProblem, z.record(z.string(), z.number().min(0).max(1)).meta({ maxProperties: MAX_FUSION_SIGNALS })) }).strict().optional(),
+    fusion: z
+      .object({
+        rrf_k: z.number().min(0).max(MAX_RRF_K).optional(),
+        keyword_weight: z.number().min(0).max(MAX_RECALL_WEIGHT).optional(),
+        vector_weight: z.number().min(0).max(MAX_RECALL_WEIGHT).optional(),
+        signals: checkedBy(signalsProblem, z.record(z.string(), z.number().min(0).max(1)).meta({ maxProperties: MAX_FUSION_SIGNALS })).optional(),
+      })
+      .strict()
+      .optional(),
     explain: z.boolean().optional(),
   })
   .strict();

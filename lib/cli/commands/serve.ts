@@ -14,7 +14,7 @@ import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
 import { DEFAULT_LIMITS, checkApiKeys, createApp } from '../../server/app';
 import { type CliIO, UsageError } from '../io';
-import { envOption, loadModelPair, optionSources } from '../shared';
+import { envOption, keywordBuildLog, loadModelPair, optionSources } from '../shared';
 
 interface ServeFlags {
   reranker?: string;
@@ -128,7 +128,7 @@ export function registerServe(program: Command, io: CliIO): void {
       }
       // collections need the optional better-sqlite3: without it the rerank and embedding APIs still serve
       const noSqlite = collectionsUnsupported();
-      const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker });
+      const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker, onKeywordIndexProgress: keywordBuildLog(log) });
       if (noSqlite) log.warn({ reason: noSqlite }, 'collections and /v1/search are off');
       if (search && flags.demo) {
         if (!search.has('demo')) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
