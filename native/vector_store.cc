@@ -18,6 +18,9 @@
 // magnitude), so inner products and distances between stored vectors stay comparable. Queries are
 // scaled to their own largest magnitude for inner products (a ranking does not depend on the
 // query's scale), to the index's for L2.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -41,6 +44,7 @@
 #endif
 
 #include "vector_backend.h"
+#include "vector_kernels.h"
 
 namespace qrank {
 namespace {
@@ -118,6 +122,11 @@ class ContextPool {
   std::vector<size_t> free_;
 };
 
+inline void* align_down(void* p) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~(page - 1));
+}
+
 // Vectors (in their storage type), ids and alive flags by slot, in blocks that never move.
 class Slots {
  public:
@@ -126,7 +135,10 @@ class Slots {
   void reserve(size_t n) {  // the caller holds the growth lock alone
     while (capacity() < n) {
       Block b;
-      b.vectors.reset(new uint8_t[kBlockSlots * vector_bytes_]);  // not touched: pages come as they are written
+      // not touched: pages come as they are written; huge pages where the kernel gives them on
+      // request, since graph walks read vectors at random (a TLB miss per vector with 4 KiB pages)
+      b.vectors.reset(new uint8_t[kBlockSlots * vector_bytes_]);
+      ::madvise(align_down(b.vectors.get()), kBlockSlots * vector_bytes_, MADV_HUGEPAGE);
       b.keys.reset(new int64_t[kBlockSlots]);
       b.alive.reset(new std::atomic<uint8_t>[kBlockSlots]());
       blocks_.push_back(std::move(b));
@@ -150,6 +162,18 @@ class Slots {
 
 us::scalar_kind_t scalar_kind(Storage s) {
   return s == Storage::kF16 ? us::scalar_kind_t::f16_k : s == Storage::kI8 ? us::scalar_kind_t::i8_k : us::scalar_kind_t::f32_k;
+}
+
+// NumKong's kernel, or for f32 and f16 qrank's (native/vector_kernels.cc), through the same interface.
+us::metric_punned_t make_kernel(const IndexSpec& spec) {
+  const auto metric = spec.metric == Metric::kL2 ? us::metric_kind_t::l2sq_k : us::metric_kind_t::ip_k;
+  if (spec.storage != Storage::kI8) {
+    if (DistanceKernel k = fast_kernel(spec.storage == Storage::kF16, spec.metric == Metric::kL2)) {
+      return us::metric_punned_t::stateless(spec.dim, reinterpret_cast<std::uintptr_t>(k), us::metric_punned_signature_t::array_array_size_k,
+                                            metric, scalar_kind(spec.storage));
+    }
+  }
+  return us::metric_punned_t::builtin(spec.dim, metric, scalar_kind(spec.storage));
 }
 
 size_t storage_bytes(Storage s, size_t dim) { return s == Storage::kF16 ? 2 * dim : s == Storage::kI8 ? dim : 4 * dim; }
@@ -211,8 +235,7 @@ class GraphStore final : public VectorBackend {
   explicit GraphStore(const IndexSpec& spec)
       : spec_(spec),
         slots_(storage_bytes(spec.storage, spec.dim)),
-        kernel_(us::metric_punned_t::builtin(spec.dim, spec.metric == Metric::kL2 ? us::metric_kind_t::l2sq_k : us::metric_kind_t::ip_k,
-                                             scalar_kind(spec.storage))) {
+        kernel_(make_kernel(spec)) {
     if (!kernel_) throw Error(ErrorCode::kEngineFailure, "USearch has no distance kernel for this metric and storage");
     if (spec.storage == Storage::kI8 && spec.i8_range > 0) scale_ = 127.0f / spec.i8_range;
     if (spec.kind == IndexKind::kHnsw) {
