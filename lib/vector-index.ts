@@ -1,9 +1,11 @@
 /**
- * VectorIndex: vector recall over FAISS (the system's libfaiss, CPU). Kinds: 'flat' (exact),
- * 'hnsw' (graph), 'ivf' and 'ivfpq' (inverted lists; they train on the first vectors added, or on an
- * explicit train()). Adds, removes, searches and saves run off the JS thread; searches run
- * concurrently with each other. Filters restrict the search itself (FAISS id selectors), so a
- * filtered search still returns k results when k allowed vectors exist.
+ * VectorIndex: vector recall. Kinds: 'flat' (exact) and 'hnsw' (graph) over USearch (its HNSW graph
+ * and SIMD kernels, vectors stored as f32, f16 or i8), 'ivf' and 'ivfpq' over FAISS (inverted lists;
+ * they train on the first vectors added, or on an explicit train()). Adds, removes, searches and
+ * saves run off the JS thread; searches run concurrently with each other and with an add, and take
+ * their parameters (efSearch, nprobe, filter) per call. Filters restrict the search itself, so a
+ * filtered search still returns k results when k allowed vectors exist (native/qrank/vector_index.h
+ * has the whole contract).
  */
 import { z } from 'zod';
 import { binding } from './binding';
@@ -12,6 +14,8 @@ import { parseOptions, positiveInt } from './validate';
 
 export type Metric = 'ip' | 'l2';
 export type IndexKind = 'flat' | 'hnsw' | 'ivf' | 'ivfpq';
+/** How flat and HNSW indexes hold vectors: f16 is half the memory of f32, i8 a quarter. */
+export type VectorStorage = 'f32' | 'f16' | 'i8';
 /** Ids: non-negative 64-bit integers. */
 export type Ids = BigInt64Array | readonly number[] | readonly bigint[];
 
@@ -20,7 +24,7 @@ export interface IndexOptions {
   /** 'ip' (inner product; cosine for unit vectors, as qrank's embeddings are) or 'l2' (squared distance). */
   metric?: Metric;
   kind?: IndexKind;
-  /** HNSW: graph degree (32), construction and default search breadth (200, 64). */
+  /** HNSW: graph degree (16; twice that on the base level), construction and default search breadth (128, 64). */
   m?: number;
   efConstruction?: number;
   efSearch?: number;
@@ -30,6 +34,13 @@ export interface IndexOptions {
   /** IVF-PQ: sub-quantizers (default dim / 4; must divide dim) and bits per code (8). */
   pqM?: number;
   pqBits?: number;
+  /**
+   * flat and hnsw: 'f32' (default), 'f16' or 'i8' (one symmetric scale per index, learned from the
+   * first vectors added or from train()). Scores are computed on the stored vectors.
+   */
+  storage?: VectorStorage;
+  /** 'cpu' (default); 'cuda' needs the CUDA build (flat f16 on the GPU). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface IndexSearchOptions {
@@ -69,13 +80,15 @@ const indexOptionsSchema = z
     dim: positiveInt.max(65536),
     metric: z.enum(['ip', 'l2']).default('ip'),
     kind: z.enum(['flat', 'hnsw', 'ivf', 'ivfpq']).default('flat'),
-    m: positiveInt.min(2).optional(),
+    m: positiveInt.min(2).max(512).optional(),
     efConstruction: optionalPositive,
     efSearch: optionalPositive,
     nlist: optionalPositive,
     nprobe: optionalPositive,
     pqM: optionalPositive,
     pqBits: positiveInt.max(16).optional(),
+    storage: z.enum(['f32', 'f16', 'i8']).default('f32'),
+    device: z.enum(['cpu', 'cuda']).default('cpu'),
   })
   .strict();
 const searchOptionsSchema = z
@@ -164,7 +177,7 @@ export class VectorIndex {
     await call<void>(stack, (cb) => this.native.add(i, x, cb));
   }
 
-  /** IVF kinds: learns the cells from these vectors (otherwise the first add() does). */
+  /** IVF kinds: learns the cells; i8 storage: its scale (otherwise the first add() does). */
   async train(vectors: Float32Array | readonly Float32Array[]): Promise<void> {
     const stack = callerStack();
     const x = toVectors(vectors, this.spec.dim, 'vectors');

@@ -1,145 +1,30 @@
+// VectorIndex: input checks, one write at a time, the file framing and the first format's migration.
+// The kinds themselves are backends (native/vector_backend.h).
 #include "qrank/vector_index.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <fstream>
-#include <mutex>
 #include <random>
+#include <unordered_set>
 
-#include <faiss/IndexFlat.h>
-#include <faiss/IndexHNSW.h>
-#include <faiss/IndexIVFFlat.h>
-#include <faiss/IndexIVFPQ.h>
-#include <faiss/impl/AuxIndexStructures.h>
-#include <faiss/impl/FaissException.h>
-#include <faiss/impl/IDSelector.h>
-#include <faiss/impl/io.h>
-#include <faiss/index_io.h>
-
-#include "qrank/error.h"
+#include "vector_backend.h"
 
 namespace qrank {
 namespace {
 
-using idx_t = faiss::Index::idx_t;
 constexpr char kMagic[8] = {'Q', 'R', 'A', 'N', 'K', 'I', 'X', '1'};
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kLegacyVersion = 1;  // FAISS for every kind; byte-wise FNV-1a
 
-faiss::MetricType faiss_metric(Metric m) { return m == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT; }
-
-[[noreturn]] void invalid(const std::string& message) { throw Error(ErrorCode::kInvalidInput, message); }
-
-// FAISS reports misuse with exceptions of its own; they become engine errors with FAISS's text.
-template <typename Fn>
-auto faiss_call(Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const faiss::FaissException& e) {
-    throw Error(ErrorCode::kEngineFailure, std::string("FAISS: ") + e.what());
-  }
-}
-
-void check_finite(const float* x, size_t count, size_t dim, const char* what) {
-  for (size_t i = 0; i < count; ++i) {
-    if (!std::isfinite(x[i])) invalid(std::string(what) + " " + std::to_string(i / dim) + " has a NaN or infinite value");
-  }
-}
-
-// Selects FAISS positions that are alive (HNSW tombstones) and, when a filter is given, allowed.
-struct PositionSelector final : faiss::IDSelector {
-  const std::vector<uint8_t>* dead = nullptr;
-  std::vector<uint8_t> allowed;  // by position; empty = no filter
-  bool is_member(idx_t i) const override {
-    if (dead && static_cast<size_t>(i) < dead->size() && (*dead)[i]) return false;
-    return allowed.empty() || (static_cast<size_t>(i) < allowed.size() && allowed[i]);
-  }
-};
-
-// Exact top-k over a few positions of a flat storage: what a selective filter needs, since a graph
-// walk only meets allowed vectors that happen to lie near the query.
-void exact_subset(const float* xb, int32_t dim, Metric metric, const float* queries, size_t nq, int32_t k,
-                  const std::vector<idx_t>& positions, float* scores, idx_t* labels) {
-  std::vector<std::pair<float, idx_t>> scored(positions.size());
-  for (size_t q = 0; q < nq; ++q) {
-    const float* x = queries + q * dim;
-    for (size_t i = 0; i < positions.size(); ++i) {
-      const float* y = xb + positions[i] * dim;
-      float s = 0.0f;
-      if (metric == Metric::kL2) {
-        for (int32_t j = 0; j < dim; ++j) s += (x[j] - y[j]) * (x[j] - y[j]);
-      } else {
-        for (int32_t j = 0; j < dim; ++j) s += x[j] * y[j];
-      }
-      scored[i] = {metric == Metric::kL2 ? s : -s, positions[i]};  // ascending = best first
-    }
-    const size_t take = std::min<size_t>(k, scored.size());
-    std::partial_sort(scored.begin(), scored.begin() + take, scored.end());
-    for (size_t i = 0; i < take; ++i) {
-      scores[q * k + i] = metric == Metric::kL2 ? scored[i].first : -scored[i].first;
-      labels[q * k + i] = scored[i].second;
-    }
-  }
-}
-
-// Below this many allowed vectors a filtered HNSW search scans them exactly (a few MFLOP at most).
-constexpr size_t kExactFilterLimit = 20000;
-
-// FNV-1a 64: enough to tell a damaged file from a good one.
-uint64_t fnv1a(const uint8_t* p, size_t n, uint64_t h = 1469598103934665603ULL) {
+uint64_t fnv1a_bytes(const uint8_t* p, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
   return h;
-}
-
-class ByteWriter {
- public:
-  template <typename T>
-  void put(const T& v) { bytes(&v, sizeof v); }
-  void bytes(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    data.insert(data.end(), b, b + n);
-  }
-  std::vector<uint8_t> data;
-};
-
-class ByteReader {
- public:
-  ByteReader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
-  template <typename T>
-  T get() {
-    T v;
-    bytes(&v, sizeof v);
-    return v;
-  }
-  void bytes(void* out, size_t n) {
-    if (n > n_ - at_) throw Error(ErrorCode::kBadIndex, "index file is truncated");
-    std::memcpy(out, p_ + at_, n);
-    at_ += n;
-  }
-  const uint8_t* here() const { return p_ + at_; }
-  size_t left() const { return n_ - at_; }
-  void skip(size_t n) {
-    if (n > left()) throw Error(ErrorCode::kBadIndex, "index file is truncated");
-    at_ += n;
-  }
-
- private:
-  const uint8_t* p_;
-  size_t n_;
-  size_t at_ = 0;
-};
-
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) throw Error(ErrorCode::kIoError, "cannot write " + path + ": " + std::strerror(errno));
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
 }
 
 void fsync_dir(const std::string& path) {
@@ -152,333 +37,301 @@ void fsync_dir(const std::string& path) {
   }
 }
 
+std::unique_ptr<VectorBackend> make_backend(const IndexSpec& spec) {
+  return spec.kind == IndexKind::kFlat || spec.kind == IndexKind::kHnsw ? make_graph_store(spec) : make_ivf_backend(spec);
+}
+
+void check_spec(const IndexSpec& s) {
+  if (s.dim <= 0 || s.dim > 65536) invalid_input("dim must be between 1 and 65536");
+  if (s.hnsw_m < 2 || s.hnsw_m > 512 || s.ef_construction < 1 || s.ef_search < 1 || s.nprobe < 1 || s.nlist < 0) {
+    invalid_input("hnsw m must be between 2 and 512; efConstruction, efSearch and nprobe >= 1; nlist >= 0");
+  }
+  const bool ivf = s.kind == IndexKind::kIvf || s.kind == IndexKind::kIvfPq;
+  if (ivf && s.storage != Storage::kF32) invalid_input("ivf and ivfpq store f32 vectors (storage 'f16' and 'i8' are for flat and hnsw)");
+  if (!(s.i8_range >= 0.0f) || !std::isfinite(s.i8_range)) invalid_input("i8 range must be finite and >= 0");
+  if (s.device == IndexDevice::kCuda) {
+    throw Error(ErrorCode::kUnsupported, "this build has no CUDA vector search (build it with npm run build:cuda)");
+  }
+}
+
+// The first format's spec: the fields before `storage`.
+struct LegacySpec {
+  int32_t dim, metric, kind, hnsw_m, ef_construction, ef_search, nlist, nprobe, pq_m, pq_bits;
+};
+
 }  // namespace
 
-VectorIndex::VectorIndex(const IndexSpec& spec) : spec_(spec) {}
+// --- Checksum, FileWriter, FileReader ----------------------------------------------------------------
+
+void Checksum::update(const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  length_ += n;
+  while (n > 0 && tail_size_ > 0 && tail_size_ < 8) {
+    tail_[tail_size_++] = *p++;
+    --n;
+  }
+  if (tail_size_ == 8) {
+    uint64_t w;
+    std::memcpy(&w, tail_, 8);
+    h_ = (h_ ^ w) * 1099511628211ULL;
+    tail_size_ = 0;
+  }
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h_ = (h_ ^ w) * 1099511628211ULL;
+  }
+  std::memcpy(tail_ + tail_size_, p, n);
+  tail_size_ += n;
+}
+
+uint64_t Checksum::value() const {
+  uint64_t h = h_;
+  if (tail_size_ > 0) {
+    uint64_t w = 0;
+    std::memcpy(&w, tail_, tail_size_);
+    h = (h ^ w) * 1099511628211ULL;
+  }
+  return (h ^ length_) * 1099511628211ULL;
+}
+
+FileWriter::FileWriter(const std::string& path) : path_(path) {
+  std::random_device rd;
+  tmp_ = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(ErrorCode::kIoError, "cannot create " + tmp_ + ": " + std::strerror(errno));
+  buffer_.reserve(size_t{1} << 20);
+}
+
+FileWriter::~FileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_.c_str());
+}
+
+void FileWriter::bytes(const void* data, size_t n) {
+  checksum_.update(data, n);
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    const size_t take = std::min(n, buffer_.capacity() - buffer_.size());
+    buffer_.insert(buffer_.end(), p, p + take);
+    p += take;
+    n -= take;
+    if (buffer_.size() == buffer_.capacity()) flush();
+  }
+}
+
+void FileWriter::flush() {
+  const uint8_t* p = buffer_.data();
+  size_t n = buffer_.size();
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) throw Error(ErrorCode::kIoError, "cannot write " + tmp_ + ": " + std::strerror(errno));
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  buffer_.clear();
+}
+
+void FileWriter::commit() {
+  const uint64_t sum = checksum_.value();
+  bytes(&sum, sizeof sum);
+  flush();
+  if (::fsync(fd_) != 0) throw Error(ErrorCode::kIoError, "cannot fsync " + tmp_ + ": " + std::strerror(errno));
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    throw Error(ErrorCode::kIoError, "cannot rename " + tmp_ + " to " + path_ + ": " + std::strerror(errno));
+  }
+  committed_ = true;
+  fsync_dir(path_);
+}
+
+FileReader::FileReader(const std::string& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    throw Error(ErrorCode::kIndexNotFound, "no index file at " + path);
+  }
+  mapped_ = static_cast<size_t>(st.st_size);
+  if (mapped_ < sizeof kMagic + sizeof(uint32_t) + sizeof(uint64_t)) {
+    ::close(fd);
+    throw Error(ErrorCode::kBadIndex, path + " is not a qrank index file");
+  }
+  void* p = ::mmap(nullptr, mapped_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw Error(ErrorCode::kIoError, "cannot read " + path + ": " + std::strerror(errno));
+  data_ = static_cast<const uint8_t*>(p);
+  size_ = mapped_ - sizeof(uint64_t);
+  if (std::memcmp(data_, kMagic, sizeof kMagic) != 0) {
+    ::munmap(p, mapped_);
+    throw Error(ErrorCode::kBadIndex, path + " is not a qrank index file");
+  }
+  uint32_t version;
+  std::memcpy(&version, data_ + sizeof kMagic, sizeof version);
+  uint64_t stored;
+  std::memcpy(&stored, data_ + size_, sizeof stored);
+  uint64_t actual = 0;
+  if (version == kLegacyVersion) {
+    actual = fnv1a_bytes(data_, size_);
+  } else {
+    Checksum c;
+    c.update(data_, size_);
+    actual = c.value();
+  }
+  if (actual != stored) {
+    ::munmap(p, mapped_);
+    throw Error(ErrorCode::kBadIndex, path + " is damaged (checksum mismatch)");
+  }
+  ::madvise(p, mapped_, MADV_SEQUENTIAL);
+}
+
+FileReader::~FileReader() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), mapped_);
+}
+
+// --- VectorIndex ---------------------------------------------------------------------------------------
+
+VectorIndex::VectorIndex(std::unique_ptr<VectorBackend> backend) : dim_(backend->spec().dim), backend_(std::move(backend)) {}
 VectorIndex::~VectorIndex() = default;
 
 std::unique_ptr<VectorIndex> VectorIndex::create(const IndexSpec& spec) {
-  if (spec.dim <= 0 || spec.dim > 65536) invalid("dim must be between 1 and 65536");
-  if (spec.hnsw_m < 2 || spec.ef_construction < 1 || spec.ef_search < 1 || spec.nprobe < 1 || spec.nlist < 0) {
-    invalid("hnsw m must be >= 2; efConstruction, efSearch and nprobe >= 1; nlist >= 0");
-  }
+  check_spec(spec);
   IndexSpec s = spec;
   if (s.kind == IndexKind::kIvfPq) {
     if (s.pq_m == 0) s.pq_m = std::max(1, s.dim / 4);
-    if (s.dim % s.pq_m != 0) invalid("pqM (" + std::to_string(s.pq_m) + ") must divide dim (" + std::to_string(s.dim) + ")");
-    if (s.pq_bits < 1 || s.pq_bits > 16) invalid("pqBits must be between 1 and 16");
+    if (s.pq_m < 0 || s.dim % s.pq_m != 0) invalid_input("pqM (" + std::to_string(s.pq_m) + ") must divide dim (" + std::to_string(s.dim) + ")");
+    if (s.pq_bits < 1 || s.pq_bits > 16) invalid_input("pqBits must be between 1 and 16");
   }
-  std::unique_ptr<VectorIndex> ix(new VectorIndex(s));
-  faiss_call([&] {
-    if (s.kind == IndexKind::kFlat) {
-      ix->index_ = std::make_unique<faiss::IndexFlat>(s.dim, faiss_metric(s.metric));
-    } else if (s.kind == IndexKind::kHnsw) {
-      auto h = std::make_unique<faiss::IndexHNSWFlat>(s.dim, s.hnsw_m, faiss_metric(s.metric));
-      h->hnsw.efConstruction = s.ef_construction;
-      h->hnsw.efSearch = s.ef_search;
-      ix->index_ = std::move(h);
-    }
-    return 0;
-  });
-  return ix;  // IVF kinds are built when they train: the number of cells can depend on the data
+  return std::unique_ptr<VectorIndex>(new VectorIndex(make_backend(s)));
 }
 
-size_t VectorIndex::size() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
-  return maps_ids() ? positions_.size() : ids_.size();
-}
+IndexSpec VectorIndex::spec() const { return backend_->spec(); }
+size_t VectorIndex::size() const { return backend_->size(); }
+bool VectorIndex::trained() const { return backend_->trained(); }
+size_t VectorIndex::memory_bytes() const { return backend_->memory_bytes(); }
 
-bool VectorIndex::trained() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
-  return index_ && index_->is_trained;
+static void check_finite(const float* x, size_t count, size_t dim, const char* what) {
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(x[i])) invalid_input(std::string(what) + " " + std::to_string(i / dim) + " has a NaN or infinite value");
+  }
 }
-
-bool VectorIndex::contains(int64_t id) const { return maps_ids() ? positions_.count(id) > 0 : ids_.count(id) > 0; }
 
 void VectorIndex::train(const float* vectors, size_t n) {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
-  if (!maps_ids() && index_ && index_->ntotal > 0) invalid("the index already holds vectors; train it before adding");
-  check_finite(vectors, n * spec_.dim, spec_.dim, "training vector");
-  train_locked(vectors, n);
-}
-
-void VectorIndex::train_locked(const float* vectors, size_t n) {
-  if (maps_ids()) return;  // flat and HNSW learn nothing
-  int32_t nlist = spec_.nlist > 0 ? spec_.nlist : std::max(1, static_cast<int32_t>(4 * std::sqrt(static_cast<double>(n))));
-  nlist = std::min<int64_t>(nlist, static_cast<int64_t>(n));
-  const size_t needed = std::max<size_t>(nlist, spec_.kind == IndexKind::kIvfPq ? (size_t{1} << spec_.pq_bits) : 1);
-  if (n < needed) {
-    invalid("training needs at least " + std::to_string(needed) + " vectors for this index (got " + std::to_string(n) + ")");
-  }
-  faiss_call([&] {
-    auto quantizer = new faiss::IndexFlat(spec_.dim, faiss_metric(spec_.metric));
-    std::unique_ptr<faiss::IndexIVF> ivf;
-    if (spec_.kind == IndexKind::kIvf) {
-      ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer, spec_.dim, nlist, faiss_metric(spec_.metric));
-    } else {
-      ivf = std::make_unique<faiss::IndexIVFPQ>(quantizer, spec_.dim, nlist, spec_.pq_m, spec_.pq_bits, faiss_metric(spec_.metric));
-    }
-    ivf->own_fields = true;
-    ivf->cp.verbose = false;
-    ivf->train(static_cast<idx_t>(n), vectors);
-    ivf->set_direct_map_type(faiss::DirectMap::Hashtable);  // remove by id
-    ivf->nprobe = spec_.nprobe;
-    index_ = std::move(ivf);
-    return 0;
-  });
-  spec_.nlist = nlist;
+  std::lock_guard<std::mutex> lock(writes_);
+  check_finite(vectors, n * dim_, dim_, "training vector");
+  backend_->train(vectors, n);
 }
 
 void VectorIndex::add(const int64_t* ids, const float* vectors, size_t n) {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(writes_);
   std::unordered_set<int64_t> batch;
   batch.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    if (ids[i] < 0) invalid("ids must be >= 0 (id " + std::to_string(ids[i]) + " at " + std::to_string(i) + ")");
-    if (contains(ids[i]) || !batch.insert(ids[i]).second) invalid("duplicate id " + std::to_string(ids[i]));
+    if (ids[i] < 0) invalid_input("ids must be >= 0 (id " + std::to_string(ids[i]) + " at " + std::to_string(i) + ")");
+    if (backend_->contains(ids[i]) || !batch.insert(ids[i]).second) invalid_input("duplicate id " + std::to_string(ids[i]));
   }
-  check_finite(vectors, n * spec_.dim, spec_.dim, "vector");
-  if (n == 0) return;
-  if (!index_ || !index_->is_trained) train_locked(vectors, n);
-  faiss_call([&] {
-    if (maps_ids()) {
-      const int64_t base = index_->ntotal;
-      index_->add(static_cast<idx_t>(n), vectors);
-      for (size_t i = 0; i < n; ++i) {
-        labels_.push_back(ids[i]);
-        positions_[ids[i]] = base + static_cast<int64_t>(i);
-      }
-      if (spec_.kind == IndexKind::kHnsw) dead_.resize(labels_.size(), 0);
-    } else {
-      std::vector<idx_t> xids(ids, ids + n);
-      index_->add_with_ids(static_cast<idx_t>(n), vectors, xids.data());
-      ids_.insert(ids, ids + n);
-    }
-    return 0;
-  });
+  check_finite(vectors, n * dim_, dim_, "vector");
+  if (n > 0) backend_->add(ids, vectors, n);
 }
 
 void VectorIndex::remove(const int64_t* ids, size_t n) {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(writes_);
   std::vector<int64_t> unknown;
+  std::unordered_set<int64_t> unique;
   for (size_t i = 0; i < n; ++i) {
-    if (!contains(ids[i])) unknown.push_back(ids[i]);
+    if (!backend_->contains(ids[i])) unknown.push_back(ids[i]);
+    unique.insert(ids[i]);
   }
   if (!unknown.empty()) {
     std::string list;
     for (size_t i = 0; i < unknown.size() && i < 5; ++i) list += (i ? ", " : "") + std::to_string(unknown[i]);
-    invalid("unknown id" + std::string(unknown.size() > 1 ? "s " : " ") + list + (unknown.size() > 5 ? ", ..." : ""));
+    invalid_input("unknown id" + std::string(unknown.size() > 1 ? "s " : " ") + list + (unknown.size() > 5 ? ", ..." : ""));
   }
-  faiss_call([&] {
-    if (spec_.kind == IndexKind::kHnsw) {
-      for (size_t i = 0; i < n; ++i) {
-        auto it = positions_.find(ids[i]);
-        if (it == positions_.end()) continue;  // listed twice
-        dead_[it->second] = 1;
-        positions_.erase(it);
-      }
-    } else if (spec_.kind == IndexKind::kFlat) {
-      // FAISS compacts the flat storage in order; the labels follow the same compaction.
-      std::vector<idx_t> pos;
-      for (size_t i = 0; i < n; ++i) {
-        auto it = positions_.find(ids[i]);
-        if (it != positions_.end()) pos.push_back(it->second), positions_.erase(it);
-      }
-      faiss::IDSelectorBatch sel(pos.size(), pos.data());
-      index_->remove_ids(sel);
-      std::vector<uint8_t> gone(labels_.size(), 0);
-      for (idx_t p : pos) gone[p] = 1;
-      size_t w = 0;
-      for (size_t r = 0; r < labels_.size(); ++r) {
-        if (gone[r]) continue;
-        labels_[w] = labels_[r];
-        positions_[labels_[w]] = static_cast<int64_t>(w);
-        ++w;
-      }
-      labels_.resize(w);
-    } else {
-      std::vector<idx_t> xids(ids, ids + n);
-      std::sort(xids.begin(), xids.end());
-      xids.erase(std::unique(xids.begin(), xids.end()), xids.end());
-      faiss::IDSelectorArray sel(xids.size(), xids.data());  // what a hashtable direct map accepts
-      index_->remove_ids(sel);
-      for (idx_t id : xids) ids_.erase(id);
-    }
-    return 0;
-  });
+  const std::vector<int64_t> once(unique.begin(), unique.end());
+  if (!once.empty()) backend_->remove(once.data(), once.size());
 }
 
 SearchHits VectorIndex::search(const float* queries, size_t nq, const SearchOptions& o) const {
-  if (o.k < 1) invalid("k must be >= 1");
-  check_finite(queries, nq * spec_.dim, spec_.dim, "query");
-  // This FAISS (1.7.3) ignores SearchParametersHNSW::efSearch and reads the index's own field, so a
-  // search with another breadth sets that field and must hold the index alone; searches at the
-  // default breadth share it.
-  const int32_t ef = std::max(o.ef_search > 0 ? o.ef_search : spec_.ef_search, o.k);
-  const bool own_breadth = spec_.kind == IndexKind::kHnsw && ef != spec_.ef_search;
-  std::shared_lock<std::shared_mutex> shared(mutex_, std::defer_lock);
-  std::unique_lock<std::shared_mutex> exclusive(mutex_, std::defer_lock);
-  if (own_breadth) exclusive.lock(); else shared.lock();
-  SearchHits hits;
-  hits.ids.assign(nq * o.k, -1);
-  hits.scores.assign(nq * o.k, spec_.metric == Metric::kL2 ? INFINITY : -INFINITY);
-  if (!index_ || index_->ntotal == 0 || nq == 0) return hits;
-  std::vector<idx_t> labels(nq * o.k, -1);
-  faiss_call([&] {
-    if (maps_ids()) {
-      PositionSelector sel;
-      sel.dead = spec_.kind == IndexKind::kHnsw ? &dead_ : nullptr;
-      std::vector<idx_t> allowed_positions;
-      if (o.allow) {
-        sel.allowed.assign(labels_.size(), 0);
-        for (int64_t id : *o.allow) {
-          auto it = positions_.find(id);
-          if (it != positions_.end() && !sel.allowed[it->second]) {
-            sel.allowed[it->second] = 1;
-            allowed_positions.push_back(it->second);
-          }
-        }
-        if (allowed_positions.empty()) return 0;  // nothing allowed
-      }
-      if (spec_.kind == IndexKind::kHnsw && o.allow && allowed_positions.size() <= kExactFilterLimit) {
-        auto* storage = dynamic_cast<faiss::IndexFlat*>(static_cast<faiss::IndexHNSW*>(index_.get())->storage);
-        exact_subset(storage->get_xb(), spec_.dim, spec_.metric, queries, nq, o.k, allowed_positions, hits.scores.data(), labels.data());
-        for (size_t i = 0; i < labels.size(); ++i) hits.ids[i] = labels[i] >= 0 ? labels_[labels[i]] : -1;
-        return 0;
-      }
-      const bool filtered = o.allow || (sel.dead && std::find(dead_.begin(), dead_.end(), 1) != dead_.end());
-      if (spec_.kind == IndexKind::kHnsw) {
-        auto* hnsw = static_cast<faiss::IndexHNSW*>(index_.get());
-        faiss::SearchParametersHNSW p;
-        p.efSearch = ef;
-        p.sel = filtered ? &sel : nullptr;
-        struct Breadth {  // restores the default even if FAISS throws
-          faiss::IndexHNSW* index;
-          int32_t base;
-          ~Breadth() { index->hnsw.efSearch = base; }
-        } restore{hnsw, spec_.ef_search};
-        hnsw->hnsw.efSearch = ef;
-        index_->search(static_cast<idx_t>(nq), queries, o.k, hits.scores.data(), labels.data(), &p);
-      } else {
-        faiss::SearchParameters p;
-        p.sel = filtered ? &sel : nullptr;
-        index_->search(static_cast<idx_t>(nq), queries, o.k, hits.scores.data(), labels.data(), filtered ? &p : nullptr);
-      }
-      for (size_t i = 0; i < labels.size(); ++i) hits.ids[i] = labels[i] >= 0 ? labels_[labels[i]] : -1;
-    } else {
-      faiss::SearchParametersIVF p;
-      p.nprobe = o.nprobe > 0 ? o.nprobe : spec_.nprobe;
-      std::unique_ptr<faiss::IDSelectorBatch> sel;
-      if (o.allow) {
-        sel = std::make_unique<faiss::IDSelectorBatch>(o.allow->size(), reinterpret_cast<const idx_t*>(o.allow->data()));
-        p.sel = sel.get();
-      }
-      index_->search(static_cast<idx_t>(nq), queries, o.k, hits.scores.data(), labels.data(), &p);
-      std::copy(labels.begin(), labels.end(), hits.ids.begin());
-    }
-    return 0;
-  });
-  for (size_t i = 0; i < hits.ids.size(); ++i) {
-    if (hits.ids[i] < 0) hits.scores[i] = spec_.metric == Metric::kL2 ? INFINITY : -INFINITY;
+  if (o.k < 1) invalid_input("k must be >= 1");
+  if (o.ef_search < 0 || o.nprobe < 0) invalid_input("efSearch and nprobe must be >= 1 when given");
+  if (nq * static_cast<size_t>(o.k) > kMaxSearchResults) {
+    invalid_input("a search returns at most " + std::to_string(kMaxSearchResults) + " results (queries x k); got " +
+                  std::to_string(nq) + " x " + std::to_string(o.k));
   }
-  return hits;
+  check_finite(queries, nq * dim_, dim_, "query");
+  return backend_->search(queries, nq, o);
 }
 
-std::vector<int64_t> VectorIndex::ids() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
-  std::vector<int64_t> out;
-  if (maps_ids()) {
-    out.reserve(positions_.size());
-    for (const auto& [id, position] : positions_) out.push_back(id);
-  } else {
-    out.assign(ids_.begin(), ids_.end());
-  }
-  return out;
-}
+std::vector<int64_t> VectorIndex::ids() const { return backend_->ids(); }
 
 void VectorIndex::save(const std::string& path) const {
-  ByteWriter w;
-  {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
-    w.bytes(kMagic, sizeof kMagic);
-    w.put(kFormatVersion);
-    w.put(spec_);
-    w.put(static_cast<uint8_t>(index_ ? 1 : 0));
-    w.put(static_cast<uint64_t>(labels_.size()));
-    w.bytes(labels_.data(), labels_.size() * sizeof(int64_t));
-    w.put(static_cast<uint64_t>(dead_.size()));
-    w.bytes(dead_.data(), dead_.size());
-    faiss::VectorIOWriter blob;
-    if (index_) faiss_call([&] { faiss::write_index(index_.get(), &blob); return 0; });
-    w.put(static_cast<uint64_t>(blob.data.size()));
-    w.bytes(blob.data.data(), blob.data.size());
-  }
-  w.put(fnv1a(w.data.data(), w.data.size()));
-
-  std::random_device rd;
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorCode::kIoError, "cannot create " + tmp + ": " + std::strerror(errno));
-  try {
-    write_all(fd, w.data.data(), w.data.size(), tmp);
-    if (::fsync(fd) != 0) throw Error(ErrorCode::kIoError, "cannot fsync " + tmp + ": " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error(ErrorCode::kIoError, "cannot rename " + tmp + " to " + path + ": " + why);
-  }
-  fsync_dir(path);
+  std::lock_guard<std::mutex> lock(writes_);
+  FileWriter out(path);
+  out.bytes(kMagic, sizeof kMagic);
+  out.put(kFormatVersion);
+  out.put(backend_->spec());
+  backend_->save(out);
+  out.commit();
 }
 
 std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  struct stat st {};
-  if (!f || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw Error(ErrorCode::kIndexNotFound, "no index file at " + path);
-  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
-  if (!f.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size()))) {
-    throw Error(ErrorCode::kIoError, "cannot read " + path);
-  }
-  if (data.size() < sizeof kMagic + sizeof(uint64_t) || std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) {
-    throw Error(ErrorCode::kBadIndex, path + " is not a qrank index file");
-  }
-  uint64_t stored;
-  std::memcpy(&stored, data.data() + data.size() - sizeof stored, sizeof stored);
-  if (fnv1a(data.data(), data.size() - sizeof stored) != stored) throw Error(ErrorCode::kBadIndex, path + " is damaged (checksum mismatch)");
-
-  ByteReader r(data.data(), data.size() - sizeof stored);
-  r.skip(sizeof kMagic);
-  if (r.get<uint32_t>() != kFormatVersion) throw Error(ErrorCode::kBadIndex, path + " was written by another qrank version");
-  const IndexSpec spec = r.get<IndexSpec>();
-  std::unique_ptr<VectorIndex> ix(new VectorIndex(spec));
-  const bool has_index = r.get<uint8_t>() != 0;
-  ix->labels_.resize(r.get<uint64_t>());
-  r.bytes(ix->labels_.data(), ix->labels_.size() * sizeof(int64_t));
-  ix->dead_.resize(r.get<uint64_t>());
-  r.bytes(ix->dead_.data(), ix->dead_.size());
-  const uint64_t blob_size = r.get<uint64_t>();
-  if (blob_size > r.left()) throw Error(ErrorCode::kBadIndex, path + " is truncated");
-  if (has_index) {
-    faiss::VectorIOReader blob;
-    blob.data.assign(r.here(), r.here() + blob_size);
+  FileReader in(path);
+  in.take(sizeof kMagic);
+  const uint32_t version = in.get<uint32_t>();
+  if (version == kFormatVersion) {
+    const IndexSpec spec = in.get<IndexSpec>();
     try {
-      ix->index_.reset(faiss::read_index(&blob));
-    } catch (const faiss::FaissException& e) {
-      throw Error(ErrorCode::kBadIndex, path + ": " + e.what());
+      check_spec(spec);
+    } catch (const Error& e) {
+      in.bad(std::string("invalid spec: ") + e.what());
     }
+    auto backend = spec.kind == IndexKind::kFlat || spec.kind == IndexKind::kHnsw ? load_graph_store(spec, in) : load_ivf_backend(spec, in);
+    if (in.left() != 0) in.bad("unexpected bytes after the index");
+    return std::unique_ptr<VectorIndex>(new VectorIndex(std::move(backend)));
   }
-  for (size_t p = 0; p < ix->labels_.size(); ++p) {
-    if (ix->dead_.empty() || !ix->dead_[p]) ix->positions_[ix->labels_[p]] = static_cast<int64_t>(p);
+  if (version != kLegacyVersion) in.bad("was written by another qrank version (format " + std::to_string(version) + ")");
+
+  // qrank's first format: FAISS for every kind. IVF files keep their FAISS index; flat and HNSW
+  // files give their vectors to a new index of the same parameters.
+  const LegacySpec old = in.get<LegacySpec>();
+  IndexSpec spec;
+  spec.dim = old.dim;
+  spec.metric = static_cast<Metric>(old.metric);
+  spec.kind = static_cast<IndexKind>(old.kind);
+  spec.hnsw_m = old.hnsw_m;
+  spec.ef_construction = old.ef_construction;
+  spec.ef_search = old.ef_search;
+  spec.nlist = old.nlist;
+  spec.nprobe = old.nprobe;
+  spec.pq_m = old.pq_m;
+  spec.pq_bits = old.pq_bits;
+  if (old.kind < 0 || old.kind > 3 || old.metric < 0 || old.metric > 1) in.bad("invalid spec");
+  try {
+    check_spec(spec);
+  } catch (const Error& e) {
+    in.bad(std::string("invalid spec: ") + e.what());
   }
-  if (!ix->maps_ids() && ix->index_) {
-    auto* ivf = dynamic_cast<faiss::IndexIVF*>(ix->index_.get());
-    if (!ivf) throw Error(ErrorCode::kBadIndex, path + ": unexpected index type");
-    for (const auto& [id, entry] : ivf->direct_map.hashtable) ix->ids_.insert(id);
+  const bool has_index = in.get<uint8_t>() != 0;
+  const uint64_t nlabels = in.get<uint64_t>();
+  if (nlabels > in.left() / sizeof(int64_t)) in.bad("the file is truncated");
+  std::vector<int64_t> labels(nlabels);
+  in.bytes(labels.data(), nlabels * sizeof(int64_t));
+  const uint64_t ndead = in.get<uint64_t>();
+  if (ndead > in.left()) in.bad("the file is truncated");
+  std::vector<uint8_t> dead(ndead);
+  in.bytes(dead.data(), ndead);
+  const uint64_t blob_size = in.get<uint64_t>();
+  if (blob_size != in.left()) in.bad("the file is truncated");
+  const uint8_t* blob = in.take(blob_size);
+  if (spec.kind == IndexKind::kIvf || spec.kind == IndexKind::kIvfPq) {
+    return std::unique_ptr<VectorIndex>(new VectorIndex(ivf_from_faiss_blob(spec, has_index ? blob : nullptr, blob_size, in.path())));
+  }
+  std::unique_ptr<VectorIndex> ix(new VectorIndex(make_graph_store(spec)));
+  if (has_index) {
+    const LegacyVectors v = read_legacy_faiss(blob, blob_size, labels, dead, path);
+    ix->add(v.ids.data(), v.vectors.data(), v.ids.size());
   }
   return ix;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The one entry point of the native build.
-//   node scripts/build-core.mjs --addon       fetch llama.cpp, configure with cmake-js, build everything
+//   node scripts/build-core.mjs --addon       fetch llama.cpp and USearch, configure with cmake-js, build everything
 //                                              (the addon lands in build/Release/qrank.node)
 //   node scripts/build-core.mjs --gyp-libs    used by binding.gyp: build qrank_core and print the static
 //                                              libraries node-gyp links (prebuildify's path)
@@ -22,6 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { ensureLlamaSource } from './fetch-llama.mjs';
+import { ensureUsearchSource } from './fetch-usearch.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cpuBuildDir = join(root, 'build-core');
@@ -122,6 +123,7 @@ function buildCuda(argv) {
 function main(argv) {
   need('cmake', 'cmake');
   ensureLlamaSource();
+  ensureUsearchSource();
   if (argv.includes('--cuda')) return buildCuda(argv);
   if (argv.includes('--gyp-libs')) {
     if (!configured(cpuBuildDir)) cmakeJs(['configure'], 'build-core');

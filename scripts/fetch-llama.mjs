@@ -22,12 +22,12 @@ const srcDir = join(depsDir, 'llama.cpp');
 const stampFile = join(srcDir, '.qrank-source.json');
 const stamp = JSON.stringify(LLAMA_SOURCE);
 
-function fail(message) {
+export function fail(message) {
   console.error(`qrank: ${message}`);
   process.exit(1);
 }
 
-function run(cmd, args, opts = {}) {
+export function run(cmd, args, opts = {}) {
   try {
     return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   } catch (err) {
@@ -40,19 +40,23 @@ function sha512Integrity(file) {
   return 'sha512-' + createHash('sha512').update(readFileSync(file)).digest('base64');
 }
 
-function fetchTarball() {
-  mkdirSync(cacheDir, { recursive: true });
-  const name = `${LLAMA_SOURCE.package}-${LLAMA_SOURCE.version}.tgz`;
-  const tarball = join(cacheDir, name);
-  if (!existsSync(tarball) || sha512Integrity(tarball) !== LLAMA_SOURCE.integrity) {
-    console.error(`qrank: fetching ${LLAMA_SOURCE.package}@${LLAMA_SOURCE.version} from the npm registry (llama.cpp ${LLAMA_SOURCE.llamaCppTag} source)`);
+/**
+ * The npm package `pkg@version` as a tarball in `cacheDir`, fetched with `npm pack` when missing and
+ * verified against its pinned sha512 `integrity` (the registry's own field) before it is used.
+ */
+export function fetchPinnedTarball({ package: pkg, version, integrity }, dir = cacheDir, why = '') {
+  mkdirSync(dir, { recursive: true });
+  const name = `${pkg.replace(/^@/, '').replace('/', '-')}-${version}.tgz`;
+  const tarball = join(dir, name);
+  if (!existsSync(tarball) || sha512Integrity(tarball) !== integrity) {
+    console.error(`qrank: fetching ${pkg}@${version} from the npm registry${why ? ` (${why})` : ''}`);
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    run(npm, ['pack', `${LLAMA_SOURCE.package}@${LLAMA_SOURCE.version}`, '--pack-destination', cacheDir, '--silent'], { cwd: cacheDir });
+    run(npm, ['pack', `${pkg}@${version}`, '--pack-destination', dir, '--silent'], { cwd: dir });
   }
   const got = sha512Integrity(tarball);
-  if (got !== LLAMA_SOURCE.integrity) {
+  if (got !== integrity) {
     rmSync(tarball, { force: true });
-    fail(`integrity check failed for ${name}: expected ${LLAMA_SOURCE.integrity}, got ${got}`);
+    fail(`integrity check failed for ${name}: expected ${integrity}, got ${got}`);
   }
   return tarball;
 }
@@ -77,7 +81,7 @@ export function ensureLlamaSource() {
   if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp && readdirSync(srcDir).includes('CMakeLists.txt')) {
     return srcDir;
   }
-  unpack(fetchTarball());
+  unpack(fetchPinnedTarball(LLAMA_SOURCE, cacheDir, `llama.cpp ${LLAMA_SOURCE.llamaCppTag} source`));
   console.error(`qrank: llama.cpp ${LLAMA_SOURCE.llamaCppTag} source ready in ${srcDir}`);
   return srcDir;
 }

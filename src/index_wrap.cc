@@ -75,6 +75,23 @@ qrank::IndexKind kind_from(const std::string& s, Napi::Env env) {
   throw make_error(env, ErrorCode::kInvalidInput, "kind must be 'flat', 'hnsw', 'ivf' or 'ivfpq'");
 }
 
+qrank::Storage storage_from(const Napi::Value& v, Napi::Env env) {
+  const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "f32";
+  if (s == "f32") return qrank::Storage::kF32;
+  if (s == "f16") return qrank::Storage::kF16;
+  if (s == "i8") return qrank::Storage::kI8;
+  throw make_error(env, ErrorCode::kInvalidInput, "storage must be 'f32', 'f16' or 'i8'");
+}
+
+const char* storage_name(qrank::Storage s) { return s == qrank::Storage::kF16 ? "f16" : s == qrank::Storage::kI8 ? "i8" : "f32"; }
+
+qrank::IndexDevice device_from(const Napi::Value& v, Napi::Env env) {
+  const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "cpu";
+  if (s == "cpu") return qrank::IndexDevice::kCpu;
+  if (s == "cuda") return qrank::IndexDevice::kCuda;
+  throw make_error(env, ErrorCode::kInvalidInput, "device must be 'cpu' or 'cuda'");
+}
+
 const char* kind_name(qrank::IndexKind k) {
   switch (k) {
     case qrank::IndexKind::kHnsw: return "hnsw";
@@ -131,6 +148,8 @@ Napi::Value NativeIndex::Create(const Napi::CallbackInfo& info) {
     spec.nprobe = int_field(o, "nprobe", spec.nprobe);
     spec.pq_m = int_field(o, "pqM", spec.pq_m);
     spec.pq_bits = int_field(o, "pqBits", spec.pq_bits);
+    spec.storage = storage_from(o.Get("storage"), env);
+    spec.device = device_from(o.Get("device"), env);
     Napi::Object obj = addon_data(env).index_constructor.New({});
     NativeIndex::Unwrap(obj)->index_ = std::shared_ptr<qrank::VectorIndex>(qrank::VectorIndex::create(spec));
     return obj;
@@ -156,7 +175,7 @@ Napi::Value NativeIndex::Add(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<int64_t> ids = ids_arg(info, 0);
   std::vector<float> vectors = vectors_arg(info, 1);
-  const size_t n = checked_count(env, vectors.size(), index_->spec().dim, "vectors");
+  const size_t n = checked_count(env, vectors.size(), index_->dim(), "vectors");
   if (n != ids.size()) {
     throw make_error(env, ErrorCode::kInvalidInput, std::to_string(ids.size()) + " ids for " + std::to_string(n) + " vectors");
   }
@@ -171,7 +190,7 @@ Napi::Value NativeIndex::Add(const Napi::CallbackInfo& info) {
 Napi::Value NativeIndex::Train(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto vectors = std::make_shared<std::vector<float>>(vectors_arg(info, 0));
-  const size_t n = checked_count(env, vectors->size(), index_->spec().dim, "vectors");
+  const size_t n = checked_count(env, vectors->size(), index_->dim(), "vectors");
   auto index = index_;
   (new IndexTask(callback_arg(info, 1), "qrank:index-train", [index, vectors, n] { index->train(vectors->data(), n); }, nullptr))->Queue();
   return env.Undefined();
@@ -181,7 +200,7 @@ Napi::Value NativeIndex::Train(const Napi::CallbackInfo& info) {
 Napi::Value NativeIndex::Search(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto queries = std::make_shared<std::vector<float>>(vectors_arg(info, 0));
-  const size_t nq = checked_count(env, queries->size(), index_->spec().dim, "queries");
+  const size_t nq = checked_count(env, queries->size(), index_->dim(), "queries");
   qrank::SearchOptions options;
   options.k = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
   options.ef_search = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
@@ -237,7 +256,7 @@ Napi::Value NativeIndex::Ids(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeIndex::Spec(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const qrank::IndexSpec& s = index_->spec();
+  const qrank::IndexSpec s = index_->spec();
   Napi::Object o = Napi::Object::New(env);
   o.Set("dim", s.dim);
   o.Set("metric", s.metric == qrank::Metric::kL2 ? "l2" : "ip");
@@ -249,6 +268,8 @@ Napi::Value NativeIndex::Spec(const Napi::CallbackInfo& info) {
   o.Set("nprobe", s.nprobe);
   o.Set("pqM", s.pq_m);
   o.Set("pqBits", s.pq_bits);
+  o.Set("storage", storage_name(s.storage));
+  o.Set("device", s.device == qrank::IndexDevice::kCuda ? "cuda" : "cpu");
   return o;
 }
 
