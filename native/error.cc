@@ -1,6 +1,23 @@
 #include "qrank/error.h"
 
+#include <exception>
+#include <new>
+
 namespace qrank {
+
+Error current_error() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::bad_alloc&) {
+    return Error(ErrorCode::kOutOfMemory, "out of memory");
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kEngineFailure, e.what());
+  } catch (...) {
+    return Error(ErrorCode::kEngineFailure, "unknown failure");
+  }
+}
 
 const char* error_code_name(ErrorCode code) {
   switch (code) {

@@ -138,10 +138,8 @@ void Scheduler::prepare_new(std::unique_lock<std::mutex>& lock) {
       job->prepare(closing_);
       job->outputs_.assign(job->sequences_.size() * engine_->output().width, 0.0f);
       job->prepared_ = true;
-    } catch (const Error& e) {
-      finish_job(job, &e);
-    } catch (const std::exception& e) {
-      const Error err(ErrorCode::kEngineFailure, e.what());
+    } catch (...) {
+      const Error err = current_error();
       finish_job(job, &err);
     }
     lock.lock();
@@ -238,11 +236,8 @@ void Scheduler::run_batch(const std::vector<Slice>& slices) {
   Error caught(ErrorCode::kEngineFailure, "");
   try {
     engine_->run(seqs, out.data(), should_abort);
-  } catch (const Error& e) {
-    caught = e;
-    failure = &caught;
-  } catch (const std::exception& e) {
-    caught = Error(ErrorCode::kEngineFailure, e.what());
+  } catch (...) {
+    caught = current_error();
     failure = &caught;
   }
   {

@@ -22,13 +22,9 @@ class IndexTask final : public Napi::AsyncWorker {
   void Execute() override {
     try {
       work_();
-    } catch (const qrank::Error& e) {
+    } catch (...) {
+      const qrank::Error e = qrank::current_error();
       code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = ErrorCode::kOutOfMemory;
-      SetError("out of memory");
-    } catch (const std::exception& e) {
       SetError(e.what());
     }
   }

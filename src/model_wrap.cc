@@ -131,11 +131,9 @@ class LoadWorker final : public Napi::AsyncProgressWorker<float> {
       };
       if (cancelled_->load()) throw Error(ErrorCode::kAborted, "model load aborted");
       pipeline_ = qrank::Pipeline::open(options_);
-    } catch (const Error& e) {
+    } catch (...) {
+      const Error e = qrank::current_error();
       code_ = e.code();
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      code_ = ErrorCode::kEngineFailure;
       SetError(e.what());
     }
   }
@@ -223,10 +221,9 @@ class InspectWorker final : public Napi::AsyncWorker {
         roles_.push_back(qrank::role_support(info_, role));
         cuda_.push_back(qrank::cuda_unsupported_reason(info_, role));
       }
-    } catch (const Error& e) {
+    } catch (...) {
+      const Error e = qrank::current_error();
       code_ = e.code();
-      SetError(e.what());
-    } catch (const std::exception& e) {
       SetError(e.what());
     }
   }

@@ -25,6 +25,12 @@ constexpr int kErrorCodes = static_cast<int>(ErrorCode::kEngineFailure) + 1;
 // The stable name JavaScript sees (QrankError.code); lib/errors.ts lists each, checked by a test.
 const char* error_code_name(ErrorCode code);
 
+class Error;
+// The one translation of a caught exception into a coded Error, for every layer that catches (the
+// N-API glue's workers and guards, the scheduler): call it inside a catch block. qrank::Error keeps
+// its code, std::bad_alloc is kOutOfMemory, any other exception kEngineFailure with its message.
+Error current_error();
+
 class Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
