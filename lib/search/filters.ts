@@ -12,6 +12,7 @@
  * bodies with `filterProblem`, so both layers have the same bounds and give the same messages.
  */
 import { invalid } from '../errors';
+import { LONE_SURROGATE } from '../validate';
 
 export type Scalar = string | number | boolean;
 export type FieldFilter = Scalar | { eq?: Scalar; ne?: Scalar; lt?: number; lte?: number; gt?: number; gte?: number; in?: Scalar[] };
@@ -39,7 +40,6 @@ const OPS = new Map([['eq', '='], ['ne', '!='], ['lt', '<'], ['lte', '<='], ['gt
 const OPERATORS = 'eq, ne, lt, lte, gt, gte, in';
 const IDENTIFIER = /^[A-Za-z_]\w*$/;
 const RESERVED = new Set(['__proto__', 'constructor', 'prototype']);
-const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Why `name` cannot name a product field (identifiers joined by single dots), or undefined. */
 export function fieldNameProblem(name: string): string | undefined {

@@ -10,8 +10,9 @@ import { MAX_RECALL_WEIGHT, MAX_RRF_K } from '../search/fusion';
 import { MAX_FILTER_FIELDS, MAX_FILTER_STRING_LENGTH, MAX_IN_VALUES, type Problem, filterProblem } from '../search/filters';
 import { mappingSchema } from '../search/mapping';
 import { HttpError } from './http-errors';
+import { LONE_SURROGATE } from '../validate';
 
-const text = z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode (lone surrogate)');
+const text = z.string().refine((s) => !LONE_SURROGATE.test(s), 'is not valid Unicode (lone surrogate)');
 const documentItem = z.union([text, z.object({ text }).passthrough()]);
 const topN = z.number().int().positive();
 // llama.cpp's server, TEI and Cohere all refuse to rerank nothing
