@@ -272,9 +272,9 @@ uint64_t submit_all(qrank::Pipeline& p, const Args& a, const Workload& w, size_t
     if (a.role == "reranker") {
       std::vector<qrank::Pair> pairs;
       for (const auto& d : w.docs[q]) pairs.push_back({w.queries[q], d});
-      p.score(std::move(pairs), "", std::move(cb));
+      p.score(std::move(pairs), "", qrank::InputLimit{}, std::move(cb));
     } else {
-      p.embed(w.docs[q], qrank::TextKind::kDocument, "", 0, std::move(cb));
+      p.embed(w.docs[q], qrank::TextKind::kDocument, "", 0, qrank::InputLimit{}, std::move(cb));
     }
   };
   for (size_t q = 0; q < n_queries; ++q) submit_one(submit, {q}, waiter.callback(q));
@@ -519,11 +519,11 @@ Json run_inputs(qrank::Pipeline& p, const Args& a, double load_s) {
     if (reranker) {
       std::vector<qrank::Pair> batch;
       for (size_t i : ids) batch.push_back(inputs[i].pair);
-      p.score(std::move(batch), first.instruction, std::move(cb));
+      p.score(std::move(batch), first.instruction, qrank::InputLimit{}, std::move(cb));
     } else {
       std::vector<std::string> batch;
       for (size_t i : ids) batch.push_back(inputs[i].text);
-      p.embed(std::move(batch), first.kind, first.instruction, first.dimensions, std::move(cb));
+      p.embed(std::move(batch), first.kind, first.instruction, first.dimensions, qrank::InputLimit{}, std::move(cb));
     }
   });
   Json out = base_report(p, a, load_s);

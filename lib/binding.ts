@@ -85,8 +85,9 @@ export interface NativeStats {
 }
 
 export interface NativeModel {
-  score(queries: string[], documents: string[], instruction: string, callback: NativeCallback): number;
-  embed(texts: string[], kind: 'query' | 'document', instruction: string, dimensions: number, callback: NativeCallback): number;
+  /** maxInputTokens 0: no limit of the caller's; truncate false: refuse what would be cut (INPUT_TOO_LONG). */
+  score(queries: string[], documents: string[], instruction: string, maxInputTokens: number, truncate: boolean, callback: NativeCallback): number;
+  embed(texts: string[], kind: 'query' | 'document', instruction: string, dimensions: number, maxInputTokens: number, truncate: boolean, callback: NativeCallback): number;
   cancel(id: number): void;
   tokenize(text: string): Int32Array;
   detokenize(tokens: Int32Array): string;

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { callerStack, invalid } from './errors';
 import { type LoadOptions, ModelHandle, loadNative } from './model-handle';
-import { checkText, checkTexts, parseOptions, positiveInt, signalSchema } from './validate';
+import { checkText, checkTexts, inputLimitShape, parseOptions, positiveInt, signalSchema, unicodeString } from './validate';
 
 export type TextKind = 'query' | 'document';
 
@@ -17,14 +17,19 @@ export interface EmbedOptions {
   instruction?: string;
   /** Keep the first N dimensions (Matryoshka), renormalised. */
   dimensions?: number;
+  /** Each text's tokens beyond its template at most (longer ones are cut there); default: what the context leaves. */
+  maxInputTokens?: number;
+  /** false: a text that would be cut (by maxInputTokens or the context) fails the call with INPUT_TOO_LONG. */
+  truncate?: boolean;
   signal?: AbortSignal;
 }
 
 const embedOptionsSchema = z
   .object({
     kind: z.enum(['query', 'document']),
-    instruction: z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode').optional(),
+    instruction: unicodeString.optional(),
     dimensions: positiveInt.optional(),
+    ...inputLimitShape,
     signal: signalSchema.optional(),
   })
   .strict();
@@ -48,7 +53,7 @@ export class Embedder extends ModelHandle {
       throw invalid(`options.dimensions: ${o.dimensions} is more than the model's ${this.info.embeddingLength} dimensions`);
     }
     if (list.length === 0) return { embeddings: [], usage: { tokens: 0, truncated: 0 } };
-    const out = await this.run((cb) => this.native.embed(list, o.kind, o.instruction ?? '', o.dimensions ?? 0, cb), o.signal, stack);
+    const out = await this.run((cb) => this.native.embed(list, o.kind, o.instruction ?? '', o.dimensions ?? 0, o.maxInputTokens ?? 0, o.truncate ?? true, cb), o.signal, stack);
     const embeddings = Array.from({ length: list.length }, (_, i) => out.values.slice(i * out.width, (i + 1) * out.width));
     return { embeddings, usage: { tokens: out.tokenCounts.reduce((a, b) => a + b, 0), truncated: out.truncated } };
   }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { callerStack, invalid } from './errors';
 import type { NativeOutcome } from './binding';
 import { type LoadOptions, ModelHandle, loadNative } from './model-handle';
-import { checkText, checkTexts, parseOptions, positiveInt, signalSchema } from './validate';
+import { checkText, checkTexts, inputLimitShape, parseOptions, positiveInt, signalSchema, unicodeString } from './validate';
 
 export interface RerankOptions {
   /** Keep only the best N results (default: all). */
@@ -16,6 +16,10 @@ export interface RerankOptions {
   instruction?: string;
   /** Include each document's text in its result. */
   returnDocuments?: boolean;
+  /** Each document's own tokens at most (longer ones are cut there); default: what the context leaves. */
+  maxInputTokens?: number;
+  /** false: a document that would be cut (by maxInputTokens or the context) fails the call with INPUT_TOO_LONG. */
+  truncate?: boolean;
   signal?: AbortSignal;
 }
 
@@ -31,6 +35,9 @@ export interface RerankResult {
 
 export interface ScoreOptions {
   instruction?: string;
+  /** As in RerankOptions. */
+  maxInputTokens?: number;
+  truncate?: boolean;
   signal?: AbortSignal;
 }
 
@@ -42,15 +49,12 @@ export interface Pair {
 export interface RerankUsage {
   /** Tokens scored, templates included, after truncation. */
   tokens: number;
-  /** Documents cut to fit maxLength. */
+  /** Documents cut (to fit maxLength, or to maxInputTokens). */
   truncated: number;
 }
 
-const instructionSchema = z.string().refine((s) => !/\p{Cs}/u.test(s), 'is not valid Unicode');
-const rerankOptionsSchema = z
-  .object({ topN: positiveInt.optional(), instruction: instructionSchema.optional(), returnDocuments: z.boolean().optional(), signal: signalSchema.optional() })
-  .strict();
-const scoreOptionsSchema = z.object({ instruction: instructionSchema.optional(), signal: signalSchema.optional() }).strict();
+const scoreOptionsSchema = z.object({ instruction: unicodeString.optional(), ...inputLimitShape, signal: signalSchema.optional() }).strict();
+const rerankOptionsSchema = scoreOptionsSchema.extend({ topN: positiveInt.optional(), returnDocuments: z.boolean().optional() }).strict();
 
 export class Reranker extends ModelHandle {
   static async load(options: LoadOptions): Promise<Reranker> {
@@ -69,7 +73,7 @@ export class Reranker extends ModelHandle {
     const docs = checkTexts(documents, 'documents');
     const o = parseOptions(rerankOptionsSchema, options, 'options');
     if (docs.length === 0) return { results: [], usage: { tokens: 0, truncated: 0 } };
-    const out = await this.run((cb) => this.native.score([query], docs, o.instruction ?? '', cb), o.signal, stack);
+    const out = await this.run((cb) => this.native.score([query], docs, o.instruction ?? '', o.maxInputTokens ?? 0, o.truncate ?? true, cb), o.signal, stack);
     const logits = out.logits!;
     const results: RerankResult[] = Array.from(out.values, (score, index) =>
       o.returnDocuments ? { index, score, logit: logits[index], document: docs[index] } : { index, score, logit: logits[index] },
@@ -97,7 +101,7 @@ export class Reranker extends ModelHandle {
       documents[i] = checkText(pair.document, `pairs[${i}].document`, { allowEmpty: true });
     });
     if (pairs.length === 0) return { scores: [], usage: { tokens: 0, truncated: 0 } };
-    const out = await this.run((cb) => this.native.score(queries, documents, o.instruction ?? '', cb), o.signal, stack);
+    const out = await this.run((cb) => this.native.score(queries, documents, o.instruction ?? '', o.maxInputTokens ?? 0, o.truncate ?? true, cb), o.signal, stack);
     return { scores: Array.from(out.values), usage: usageOf(out) };
   }
 

@@ -40,6 +40,17 @@ function describe(value: unknown): string {
 
 export const positiveInt = z.number().int().positive();
 const INT32_MAX = 2 ** 31 - 1;
+/** A string option (an instruction) that holds no lone surrogate. */
+export const unicodeString = z.string().refine((s) => !LONE_SURROGATE.test(s), 'is not valid Unicode (a lone surrogate)');
+
+/**
+ * The per-input token limit of rerank, score and embed, applied by the core as it tokenises:
+ * `maxInputTokens` of each document's own tokens (of each text's beyond its template), longer ones
+ * cut there, or refused with INPUT_TOO_LONG naming the first when `truncate` is false (which also
+ * refuses what the model's context would cut).
+ */
+export const inputLimitShape = { maxInputTokens: positiveInt.max(1_000_000_000).optional(), truncate: z.boolean().optional() };
+
 export const signalSchema = z.custom<AbortSignal>((v) => v instanceof AbortSignal, { message: 'must be an AbortSignal' });
 export const deviceSchema = z.enum(['auto', 'cpu', 'cuda']);
 

@@ -31,6 +31,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kIndexNotFound: return "INDEX_NOT_FOUND";
     case ErrorCode::kBadIndex: return "BAD_INDEX";
     case ErrorCode::kIoError: return "IO_ERROR";
+    case ErrorCode::kInputTooLong: return "INPUT_TOO_LONG";
     case ErrorCode::kEngineFailure: return "ENGINE_FAILURE";
   }
   return "ENGINE_FAILURE";

@@ -21,15 +21,43 @@ void check_stop(const std::atomic<bool>& stop, const Job& job) {
   if (job.cancelled()) throw Error(ErrorCode::kAborted, "the call was aborted");
 }
 
+// The caller's limit on one input (see InputLimit): the input's own tokens, tokenised alone as
+// Pipeline::tokenize does, at most limit.max_tokens. Returns the text to give the recipe: `text`
+// itself, or the text of its first max_tokens tokens in `storage`; throws kInputTooLong when the
+// caller refused cuts. Only a text of more bytes than the limit can have more tokens.
+const std::string& apply_limit(const Model& model, const std::string& text, const InputLimit& limit, const char* what, size_t i,
+                               std::string& storage, bool& cut) {
+  cut = false;
+  if (limit.max_tokens == 0 || text.size() <= limit.max_tokens) return text;
+  Tokens t = model.tokenize(text, true);
+  if (t.size() <= limit.max_tokens) return text;
+  if (!limit.cut) {
+    throw Error(ErrorCode::kInputTooLong, std::string(what) + "[" + std::to_string(i) + "] is " + std::to_string(t.size()) +
+                                              " tokens, more than the limit of " + std::to_string(limit.max_tokens) +
+                                              "; shorten it or let it be cut (truncate: true)");
+  }
+  t.resize(limit.max_tokens);
+  storage = model.detokenize(t);
+  cut = true;
+  return storage;
+}
+
+// A prompt the context cut, for a caller who refused cuts.
+void refuse_context_cut(const Prompt& p, const InputLimit& limit, const char* what, size_t i, size_t max_length) {
+  if (limit.cut || !p.truncated) return;
+  throw Error(ErrorCode::kInputTooLong, std::string(what) + "[" + std::to_string(i) + "] does not fit the model's context of " +
+                                            std::to_string(max_length) + " tokens (maxLength) with its template; shorten it or let it be cut (truncate: true)");
+}
+
 // Relevance scores for (query, document) pairs. Each distinct query is tokenised once; a job
 // whose pairs all have one query shares its whole head (system prompt, instruction, query), one
 // with several queries the template's fixed start.
 class ScoreJob final : public Job {
  public:
-  ScoreJob(const RerankRecipe& recipe, EngineOutput output, std::vector<Pair> pairs, std::string instruction,
-           size_t max_length, std::atomic<uint64_t>& query_prompts, Callback done)
-      : recipe_(recipe), output_(output), pairs_(std::move(pairs)), instruction_(std::move(instruction)),
-        max_length_(max_length), query_prompts_(query_prompts), done_(std::move(done)) {}
+  ScoreJob(const Model& model, const RerankRecipe& recipe, EngineOutput output, std::vector<Pair> pairs, std::string instruction,
+           size_t max_length, InputLimit limit, std::atomic<uint64_t>& query_prompts, Callback done)
+      : model_(model), recipe_(recipe), output_(output), pairs_(std::move(pairs)), instruction_(std::move(instruction)),
+        max_length_(max_length), limit_(limit), query_prompts_(query_prompts), done_(std::move(done)) {}
 
   void prepare(const std::atomic<bool>& stop) override {
     std::unordered_map<std::string, QueryPrompt> queries;
@@ -39,11 +67,16 @@ class ScoreJob final : public Job {
       ++query_prompts_;
     }
     counts_.reserve(pairs_.size());
-    for (const auto& pair : pairs_) {
+    for (size_t i = 0; i < pairs_.size(); ++i) {
       check_stop(stop, *this);
+      const Pair& pair = pairs_[i];
       const QueryPrompt& q = queries.at(pair.query);
-      Prompt p = recipe_.tokens(q, pair.document, max_length_);
-      truncated_ += p.truncated ? 1 : 0;
+      std::string storage;
+      bool cut = false;
+      const std::string& document = apply_limit(model_, pair.document, limit_, "documents", i, storage, cut);
+      Prompt p = recipe_.tokens(q, document, max_length_);
+      refuse_context_cut(p, limit_, "documents", i, max_length_);
+      truncated_ += p.truncated || cut ? 1 : 0;
       counts_.push_back(static_cast<int32_t>(p.tokens.size()));
       const int32_t shared = queries.size() == 1 ? p.shared : std::min(p.shared, q.fixed);
       add_sequence(std::move(p.tokens), shared > 0 ? 0 : -1, shared);
@@ -70,11 +103,13 @@ class ScoreJob final : public Job {
   }
 
  private:
+  const Model& model_;
   const RerankRecipe& recipe_;
   EngineOutput output_;
   std::vector<Pair> pairs_;
   std::string instruction_;
   size_t max_length_;
+  InputLimit limit_;
   std::atomic<uint64_t>& query_prompts_;
   Callback done_;
   std::vector<int32_t> counts_;
@@ -85,17 +120,21 @@ class ScoreJob final : public Job {
 // engine normalised it already and it is kept whole).
 class EmbedJob final : public Job {
  public:
-  EmbedJob(const EmbedRecipe& recipe, EngineOutput output, std::vector<std::string> texts, TextKind kind,
-           std::string instruction, size_t max_length, size_t dimensions, Callback done)
-      : recipe_(recipe), output_(output), texts_(std::move(texts)), kind_(kind), instruction_(std::move(instruction)),
-        max_length_(max_length), dimensions_(dimensions), done_(std::move(done)) {}
+  EmbedJob(const Model& model, const EmbedRecipe& recipe, EngineOutput output, std::vector<std::string> texts, TextKind kind,
+           std::string instruction, size_t max_length, InputLimit limit, size_t dimensions, Callback done)
+      : model_(model), recipe_(recipe), output_(output), texts_(std::move(texts)), kind_(kind), instruction_(std::move(instruction)),
+        max_length_(max_length), limit_(limit), dimensions_(dimensions), done_(std::move(done)) {}
 
   void prepare(const std::atomic<bool>& stop) override {
     const Tokens common = texts_.size() > 1 ? recipe_.common_prefix(kind_, instruction_) : Tokens{};
-    for (const auto& text : texts_) {
+    for (size_t i = 0; i < texts_.size(); ++i) {
       check_stop(stop, *this);
+      std::string storage;
+      bool cut = false;
+      const std::string& text = apply_limit(model_, texts_[i], limit_, "texts", i, storage, cut);
       Prompt p = recipe_.tokens(text, kind_, instruction_, max_length_);
-      truncated_ += p.truncated ? 1 : 0;
+      refuse_context_cut(p, limit_, "texts", i, max_length_);
+      truncated_ += p.truncated || cut ? 1 : 0;
       counts_.push_back(static_cast<int32_t>(p.tokens.size()));
       // the recipe's claim is checked: a prompt that does not begin with it shares nothing
       const bool shares = !common.empty() && p.tokens.size() > common.size() &&
@@ -130,12 +169,14 @@ class EmbedJob final : public Job {
   }
 
  private:
+  const Model& model_;
   const EmbedRecipe& recipe_;
   EngineOutput output_;
   std::vector<std::string> texts_;
   TextKind kind_;
   std::string instruction_;
   size_t max_length_;
+  InputLimit limit_;
   size_t dimensions_;
   Callback done_;
   std::vector<int32_t> counts_;
@@ -207,14 +248,15 @@ std::pair<std::string, Tokens> Pipeline::format_text(const std::string& text, Te
   return {embed_->text(text, kind, instr), embed_->tokens(text, kind, instr, max_length_).tokens};
 }
 
-uint64_t Pipeline::score(std::vector<Pair> pairs, std::string instruction, Callback done) {
+uint64_t Pipeline::score(std::vector<Pair> pairs, std::string instruction, InputLimit limit, Callback done) {
   if (!rerank_) throw Error(ErrorCode::kInvalidInput, "this model was loaded as an embedder");
   std::string storage;
   std::string instr = resolve_instruction(instruction, storage);
-  return scheduler_->submit(std::make_shared<ScoreJob>(*rerank_, scheduler_->engine().output(), std::move(pairs), std::move(instr), max_length_, query_prompts_, std::move(done)));
+  return scheduler_->submit(std::make_shared<ScoreJob>(*model_, *rerank_, scheduler_->engine().output(), std::move(pairs), std::move(instr), max_length_, limit, query_prompts_, std::move(done)));
 }
 
-uint64_t Pipeline::embed(std::vector<std::string> texts, TextKind kind, std::string instruction, int dimensions, Callback done) {
+uint64_t Pipeline::embed(std::vector<std::string> texts, TextKind kind, std::string instruction, int dimensions, InputLimit limit,
+                         Callback done) {
   if (!embed_) throw Error(ErrorCode::kInvalidInput, "this model was loaded as a reranker");
   const EngineOutput output = scheduler_->engine().output();
   const size_t width = output.width;
@@ -224,7 +266,7 @@ uint64_t Pipeline::embed(std::vector<std::string> texts, TextKind kind, std::str
   std::string storage;
   std::string instr = kind == TextKind::kQuery ? resolve_instruction(instruction, storage) : instruction;
   const size_t dims = dimensions > 0 ? static_cast<size_t>(dimensions) : width;
-  return scheduler_->submit(std::make_shared<EmbedJob>(*embed_, output, std::move(texts), kind, std::move(instr), max_length_, dims, std::move(done)));
+  return scheduler_->submit(std::make_shared<EmbedJob>(*model_, *embed_, output, std::move(texts), kind, std::move(instr), max_length_, limit, dims, std::move(done)));
 }
 
 }  // namespace qrank

@@ -55,6 +55,20 @@ qrank::TextKind get_kind(Napi::Env env, const Napi::Value& v) {
   throw make_error(env, ErrorCode::kInvalidInput, "kind must be 'query' or 'document'");
 }
 
+// The caller's limit on each input: (maxInputTokens: number (0: none), truncate: boolean) at i, i+1.
+qrank::InputLimit get_input_limit(Napi::Env env, const Napi::CallbackInfo& info, size_t i) {
+  qrank::InputLimit limit;
+  if (info[i].IsNumber()) {
+    const double n = info[i].As<Napi::Number>().DoubleValue();
+    if (!(n >= 0 && n <= 1e9) || n != static_cast<double>(static_cast<size_t>(n))) {
+      throw make_error(env, ErrorCode::kInvalidInput, "maxInputTokens must be a whole number of tokens");
+    }
+    limit.max_tokens = static_cast<size_t>(n);
+  }
+  limit.cut = !info[i + 1].IsBoolean() || info[i + 1].As<Napi::Boolean>().Value();
+  return limit;
+}
+
 Napi::Int32Array to_js(Napi::Env env, const qrank::Tokens& tokens) {
   Napi::Int32Array out = Napi::Int32Array::New(env, tokens.size());
   std::copy(tokens.begin(), tokens.end(), out.Data());
@@ -382,7 +396,8 @@ uint64_t NativeModel::Submit(Napi::Env env, const Napi::Function& callback,
   }
 }
 
-// score(queries: string[], documents: string[], instruction: string, callback) -> id
+// score(queries: string[], documents: string[], instruction: string, maxInputTokens: number,
+//       truncate: boolean, callback) -> id
 // queries has one entry (shared by every document) or one per document.
 Napi::Value NativeModel::Score(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -394,20 +409,22 @@ Napi::Value NativeModel::Score(const Napi::CallbackInfo& info) {
       throw make_error(env, ErrorCode::kInvalidInput, "queries must have one entry or one per document");
     }
     std::string instruction = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
-    if (!info[3].IsFunction()) throw make_error(env, ErrorCode::kInvalidInput, "callback must be a function");
+    const qrank::InputLimit limit = get_input_limit(env, info, 3);
+    if (!info[5].IsFunction()) throw make_error(env, ErrorCode::kInvalidInput, "callback must be a function");
     std::vector<qrank::Pair> pairs(documents.size());
     for (size_t i = 0; i < documents.size(); ++i) {
       pairs[i].query = queries.size() == 1 ? queries[0] : std::move(queries[i]);
       pairs[i].document = std::move(documents[i]);
     }
-    const uint64_t id = Submit(env, info[3].As<Napi::Function>(), [&](qrank::Callback done) {
-      return p.score(std::move(pairs), std::move(instruction), std::move(done));
+    const uint64_t id = Submit(env, info[5].As<Napi::Function>(), [&](qrank::Callback done) {
+      return p.score(std::move(pairs), std::move(instruction), limit, std::move(done));
     });
     return Napi::Number::New(env, static_cast<double>(id));
   });
 }
 
-// embed(texts: string[], kind: 'query'|'document', instruction: string, dimensions: number, callback) -> id
+// embed(texts: string[], kind: 'query'|'document', instruction: string, dimensions: number,
+//       maxInputTokens: number, truncate: boolean, callback) -> id
 Napi::Value NativeModel::Embed(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -416,9 +433,10 @@ Napi::Value NativeModel::Embed(const Napi::CallbackInfo& info) {
     const qrank::TextKind kind = get_kind(env, info[1]);
     std::string instruction = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
     const int dimensions = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
-    if (!info[4].IsFunction()) throw make_error(env, ErrorCode::kInvalidInput, "callback must be a function");
-    const uint64_t id = Submit(env, info[4].As<Napi::Function>(), [&](qrank::Callback done) {
-      return p.embed(std::move(texts), kind, std::move(instruction), dimensions, std::move(done));
+    const qrank::InputLimit limit = get_input_limit(env, info, 4);
+    if (!info[6].IsFunction()) throw make_error(env, ErrorCode::kInvalidInput, "callback must be a function");
+    const uint64_t id = Submit(env, info[6].As<Napi::Function>(), [&](qrank::Callback done) {
+      return p.embed(std::move(texts), kind, std::move(instruction), dimensions, limit, std::move(done));
     });
     return Napi::Number::New(env, static_cast<double>(id));
   });

@@ -90,6 +90,25 @@ describe('Embedder', () => {
     expect(usage.truncated).toBe(1);
   });
 
+  it('maxInputTokens cuts each text to its own first N tokens (a query\'s instruction not counted); truncate: false refuses', async () => {
+    const long = makeDocs(1, 120, 3)[0];
+    // a cut that ends on a whole character, so that the text of the first n tokens is those tokens
+    const ids = em.tokenize(long);
+    let n = 10;
+    while (em.detokenize(ids.slice(0, n)).includes('\uFFFD')) n++;
+    const cut = em.detokenize(ids.slice(0, n));
+    for (const kind of ['document', 'query'] as const) {
+      const { embeddings: [got], usage } = await em.embedWithUsage([long], { kind, maxInputTokens: n });
+      const [want] = await em.embed([cut], { kind });
+      got.forEach((x, i) => expect(x).toBeCloseTo(want[i], 6));
+      expect(usage.truncated).toBe(1);
+    }
+    const err = await rejectsWithCode(em.embed(['short', long], { kind: 'document', maxInputTokens: 10, truncate: false }), 'INPUT_TOO_LONG');
+    expect(err.message).toMatch(/^texts\[1\] is \d+ tokens, more than the limit of 10/);
+    await rejectsWithCode(em.embed(['impermeable '.repeat(3000)], { kind: 'document', truncate: false }), 'INPUT_TOO_LONG');
+    await rejectsWithCode(em.embed(['x'], { kind: 'document', maxInputTokens: 0 }), 'INVALID_INPUT');
+  });
+
   it('refuses a reranker file', async () => {
     await rejectsWithCode(Embedder.load({ model: MODELS.reranker, threads: 1 }), 'BAD_MODEL');
   });

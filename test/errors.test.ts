@@ -26,7 +26,7 @@ describe('error codes', () => {
       expect(h.code).toBe(code);
       expect(h.status).toBeGreaterThanOrEqual(400);
     }
-    for (const code of ['INVALID_INPUT', 'MODEL_NOT_FOUND', 'COLLECTION_NOT_FOUND', 'COLLECTION_EXISTS', 'INPUT_TOO_LARGE'] as const) {
+    for (const code of ['INVALID_INPUT', 'MODEL_NOT_FOUND', 'COLLECTION_NOT_FOUND', 'COLLECTION_EXISTS', 'INPUT_TOO_LARGE', 'INPUT_TOO_LONG'] as const) {
       expect(toHttpError(new QrankError(code, 'x')).status).toBeLessThan(500);
     }
   });

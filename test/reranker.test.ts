@@ -233,6 +233,31 @@ describe('bad input', () => {
     expect(r.score).toBeGreaterThan(0);
   });
 
+  it('maxInputTokens cuts each document to its own first N tokens, in the core; truncate: false refuses instead', async () => {
+    const long = makeDocs(1, 120, 7)[0];
+    // a cut that ends on a whole character, so that the text of the first n tokens is those tokens
+    const ids = rr.tokenize(long);
+    let n = 12;
+    while (rr.detokenize(ids.slice(0, n)).includes('\uFFFD')) n++;
+    const cut = rr.detokenize(ids.slice(0, n));
+    const { results, usage } = await rr.rerankWithUsage('auriculares', ['corto', long], { maxInputTokens: n });
+    const want = await rr.rerank('auriculares', ['corto', cut]);
+    for (const i of [0, 1]) expect(results.find((r) => r.index === i)!.score).toBe(want.find((r) => r.index === i)!.score);
+    expect(usage.truncated).toBe(1);
+    const [s] = await rr.score([{ query: 'auriculares', document: long }], { maxInputTokens: n });
+    expect(s).toBe((await rr.score([{ query: 'auriculares', document: cut }]))[0]);
+    const err = await rejectsWithCode(rr.rerank('auriculares', ['corto', long], { maxInputTokens: n, truncate: false }), 'INPUT_TOO_LONG');
+    expect(err.message).toMatch(new RegExp(`^documents\\[1\\] is ${ids.length} tokens, more than the limit of ${n}`));
+    // within the limit, truncate: false changes nothing
+    const same = await rr.rerank('auriculares', ['corto', cut], { maxInputTokens: n, truncate: false });
+    expect(same).toEqual(want);
+    // what the context would cut is refused too
+    const ctx = await rejectsWithCode(rr.rerank('auriculares', ['bluetooth '.repeat(5000)], { truncate: false }), 'INPUT_TOO_LONG');
+    expect(ctx.message).toMatch(/^documents\[0\] does not fit the model's context of 512 tokens/);
+    for (const bad of [0, -1, 1.5, '8', 2e9]) await rejectsWithCode(rr.rerank('q', ['a'], { maxInputTokens: bad as never }), 'INVALID_INPUT');
+    await rejectsWithCode(rr.rerank('q', ['a'], { truncate: 'no' as never }), 'INVALID_INPUT');
+  });
+
   it('scores a 1 MB document (truncated to maxLength)', async () => {
     const big = 'auriculares inalámbricos con cancelación de ruido '.repeat(21000);
     expect(big.length).toBeGreaterThan(1_000_000);

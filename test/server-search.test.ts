@@ -8,7 +8,7 @@ import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { SearchEngine } from '../lib/search/engine';
 import { createApp } from '../lib/server/app';
@@ -352,6 +352,20 @@ describe('token limit per document (maxTokensPerDocument: 48)', () => {
     expect(r.body.error.message).toMatch(/^documents\[1\] is \d+ tokens, more than the limit of 48/);
     const e = await call('POST', '/v1/embeddings', { input: [long], truncate: false });
     expect(e).toMatchObject({ status: 413, body: { error: { code: 'INPUT_TOO_LONG' } } });
+  });
+
+  it('leaves the cutting to the core: the JS thread tokenises nothing; /score gets the limit too', async () => {
+    const spies = [vi.spyOn(rr, 'tokenize'), vi.spyOn(em, 'tokenize'), vi.spyOn(rr, 'detokenize'), vi.spyOn(em, 'detokenize')];
+    try {
+      expect((await call('POST', '/v1/rerank', { query: 'q', documents: [long] })).status).toBe(200);
+      expect((await call('POST', '/v1/embeddings', { input: [long] })).status).toBe(200);
+      for (const s of spies) expect(s).not.toHaveBeenCalled();
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
+    const r = await call('POST', '/score', { text_1: 'auriculares', text_2: [long] });
+    const [want] = await rr.score([{ query: 'auriculares', document: cut(rr, long, 48) }]);
+    expect(r.body.data[0].score).toBeCloseTo(want, 6);
   });
 
   it('cuts embedding inputs the same way', async () => {

@@ -272,33 +272,29 @@ export function createApp(options: ServerOptions) {
   };
 
   /**
-   * Applies the token limit to each text: the server's maxTokensPerDocument and the request's own
-   * (Cohere's max_tokens_per_doc), whichever is lower. Longer texts are cut token-exactly, or
-   * refused (413 INPUT_TOO_LONG) when the request says truncate: false. A text of no more bytes
-   * than the limit cannot have more tokens (each token covers at least one byte), so only longer
-   * ones are tokenised.
+   * The token limit of each text: the server's maxTokensPerDocument and the request's own (Cohere's
+   * max_tokens_per_doc), whichever is lower, with the request's truncate. The core applies it as it
+   * tokenises (off the JS thread, once): longer texts are cut token-exactly, or refused with 413
+   * INPUT_TOO_LONG when the request says truncate: false, as is a text the model's context would cut.
    */
-  const limitTokens = (model: Reranker | Embedder, texts: string[], what: string, requested: number | undefined, truncate: boolean | undefined): string[] => {
+  const inputLimit = (requested: number | undefined, truncate: boolean | undefined) => {
     const limit = Math.min(limits.maxTokensPerDocument ?? Infinity, requested ?? Infinity);
-    if (!Number.isFinite(limit)) return texts;
-    return texts.map((t, i) => {
-      if (Buffer.byteLength(t) <= limit) return t;
-      const ids = model.tokenize(t);
-      if (ids.length <= limit) return t;
-      if (truncate === false) {
-        metrics.rejected.inc({ reason: 'tokens' });
-        throw new HttpError(413, 'INPUT_TOO_LONG', `${what}[${i}] is ${ids.length} tokens, more than the limit of ${limit}; shorten it or send truncate: true`);
-      }
-      return model.detokenize(ids.slice(0, limit));
-    });
+    return { maxInputTokens: Number.isFinite(limit) ? limit : undefined, truncate };
   };
+  /** Counts a refusal of the token limit in the metrics, and passes every error on. */
+  const countRefusals = <T>(work: Promise<T>): Promise<T> =>
+    work.catch((e: unknown) => {
+      if ((e as { code?: string })?.code === 'INPUT_TOO_LONG') metrics.rejected.inc({ reason: 'tokens' });
+      throw e;
+    });
 
   const rerankCommon = async (body: ReturnType<typeof parseRerank>, signal: AbortSignal) => {
     const rr = needReranker();
     const docs = body.documents.map(documentText);
     checkCount(docs.length, 'documents');
-    const texts = limitTokens(rr, docs, 'documents', body.max_tokens_per_doc, body.truncate);
-    const { results, usage } = await rr.rerankWithUsage(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal });
+    const { results, usage } = await countRefusals(
+      rr.rerankWithUsage(body.query, docs, { topN: body.top_n, instruction: body.instruction, signal, ...inputLimit(body.max_tokens_per_doc, body.truncate) }),
+    );
     metrics.tokens.inc({ model: 'reranker' }, usage.tokens);
     return { docs, results, usage };
   };
@@ -336,13 +332,9 @@ export function createApp(options: ServerOptions) {
       const body = parseBody(teiRerankBody, req.body);
       const rr = needReranker();
       checkCount(body.texts.length, 'texts');
-      const texts = limitTokens(rr, body.texts, 'texts', undefined, body.truncate);
-      if (body.truncate === false) {
-        const limit = rr.info.maxLength;
-        const long = body.texts.findIndex((t) => rr.formatPair(body.query, t).tokens.length >= limit);
-        if (long >= 0) throw new HttpError(413, 'INPUT_TOO_LONG', `texts[${long}] is longer than ${limit} tokens; send truncate: true`);
-      }
-      const results = await rr.rerank(body.query, texts, { topN: body.top_n, instruction: body.instruction, signal: ctx.signal });
+      const results = await countRefusals(
+        rr.rerank(body.query, body.texts, { topN: body.top_n, instruction: body.instruction, signal: ctx.signal, ...inputLimit(undefined, body.truncate) }),
+      );
       res.json(
         results.map((r) => ({
           index: r.index,
@@ -366,7 +358,7 @@ export function createApp(options: ServerOptions) {
     }
     checkCount(right.length, 'texts');
     const pairs = right.map((document, i) => ({ query: left.length === 1 ? left[0] : left[i], document }));
-    const { scores, usage } = await rr.scoreWithUsage(pairs, { instruction: body.instruction, signal: ctx.signal });
+    const { scores, usage } = await countRefusals(rr.scoreWithUsage(pairs, { instruction: body.instruction, signal: ctx.signal, ...inputLimit(undefined, undefined) }));
     const tokens = usage.tokens;
     metrics.tokens.inc({ model: 'reranker' }, tokens);
     res.json({
@@ -385,9 +377,10 @@ export function createApp(options: ServerOptions) {
     const em = needEmbedder();
     const raw = normaliseInput(body.input, em);
     checkCount(raw.length, 'inputs');
-    const inputs = limitTokens(em, raw, 'input', undefined, body.truncate);
     const kind = body.input_type === 'query' || body.input_type === 'search_query' ? 'query' : 'document';
-    const { embeddings, usage } = await em.embedWithUsage(inputs, { kind, dimensions: body.dimensions, instruction: body.instruction, signal: ctx.signal });
+    const { embeddings, usage } = await countRefusals(
+      em.embedWithUsage(raw, { kind, dimensions: body.dimensions, instruction: body.instruction, signal: ctx.signal, ...inputLimit(undefined, body.truncate) }),
+    );
     metrics.tokens.inc({ model: 'embedder' }, usage.tokens);
     res.json({
       object: 'list',

@@ -18,6 +18,7 @@ enum class ErrorCode {
   kIndexNotFound,  // no index file at that path
   kBadIndex,       // the index file is damaged or not a qrank index
   kIoError,        // reading or writing a file failed
+  kInputTooLong,   // an input is longer than its token limit and the caller asked not to cut it
   kEngineFailure,  // the engine failed for a reason of its own (keep it last: see kErrorCodes)
 };
 constexpr int kErrorCodes = static_cast<int>(ErrorCode::kEngineFailure) + 1;

@@ -54,6 +54,14 @@ struct Pair {
   std::string document;
 };
 
+// The caller's limit on each input: a document's own tokens (score) or a text's beyond its template
+// (embed). max_tokens 0: only the context decides. cut false: an input that would be cut, by this
+// limit or to fit the context, fails the whole call with kInputTooLong naming it instead.
+struct InputLimit {
+  size_t max_tokens = 0;
+  bool cut = true;
+};
+
 class Pipeline {
  public:
   static std::unique_ptr<Pipeline> open(const PipelineOptions& options);
@@ -75,9 +83,10 @@ class Pipeline {
 
   // Relevance P(yes) in [0,1] for each pair, in input order, with its logit. An empty instruction
   // means the default. Pairs with the same query share its tokens (tokenised once) and its prefix.
-  uint64_t score(std::vector<Pair> pairs, std::string instruction, Callback done);
+  uint64_t score(std::vector<Pair> pairs, std::string instruction, InputLimit limit, Callback done);
   // One embedding per text, L2-normalised; dimensions > 0 truncates (Matryoshka) and renormalises.
-  uint64_t embed(std::vector<std::string> texts, TextKind kind, std::string instruction, int dimensions, Callback done);
+  uint64_t embed(std::vector<std::string> texts, TextKind kind, std::string instruction, int dimensions, InputLimit limit,
+                 Callback done);
 
   void cancel(uint64_t id) { scheduler_->cancel(id); }
   void close() { scheduler_->close(); }
