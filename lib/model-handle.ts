@@ -3,7 +3,7 @@
  * turns native callbacks into promises (abort, close and error mapping in one place), and close().
  */
 import { resolve } from 'node:path';
-import { binding, type CudaStatus, type NativeCallback, type NativeModelDescription, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './binding';
+import { binding, type CudaStatus, type NativeCallback, type NativeModelDescription, type NativeModel, type NativeModelInfo, type NativeOutcome, type NativeStats } from './native';
 import { QrankError, callerStack, toQrankError } from './errors';
 import { loadOptionsSchema, parseOptions } from './validate';
 

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { callerStack, invalid } from './errors';
-import type { NativeOutcome } from './binding';
+import type { NativeOutcome } from './native';
 import { type LoadOptions, ModelHandle, loadNative } from './model-handle';
 import { checkText, checkTexts, inputLimitShape, parseOptions, positiveInt, signalSchema, unicodeString } from './validate';
 

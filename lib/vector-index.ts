@@ -8,7 +8,7 @@
  * has the whole contract).
  */
 import { z } from 'zod';
-import { binding } from './binding';
+import { type NativeIndex, type NativeIndexSpec, binding } from './native';
 import { callerStack, invalid, toQrankError } from './errors';
 import { parseOptions, positiveInt } from './validate';
 
@@ -56,24 +56,6 @@ export interface IndexHits {
   scores: Float32Array;
 }
 
-interface NativeIndex {
-  add(ids: BigInt64Array, vectors: Float32Array, cb: (err: Error | null) => void): void;
-  train(vectors: Float32Array, cb: (err: Error | null) => void): void;
-  search(queries: Float32Array, k: number, efSearch: number, nprobe: number, allow: BigInt64Array | null,
-    cb: (err: Error | null, r?: { ids: BigInt64Array; scores: Float32Array }) => void): void;
-  remove(ids: BigInt64Array, cb: (err: Error | null) => void): void;
-  save(path: string, cb: (err: Error | null) => void): void;
-  size(): number;
-  trained(): boolean;
-  spec(): Required<IndexOptions>;
-  ids(): BigInt64Array;
-}
-
-interface IndexBinding {
-  createIndex(spec: IndexOptions): NativeIndex;
-  loadIndex(path: string, cb: (err: Error | null, index?: NativeIndex) => void): void;
-}
-
 const optionalPositive = positiveInt.optional();
 const indexOptionsSchema = z
   .object({
@@ -94,10 +76,6 @@ const indexOptionsSchema = z
 const searchOptionsSchema = z
   .object({ filter: z.any().optional(), efSearch: optionalPositive, nprobe: optionalPositive })
   .strict();
-
-function native(): IndexBinding {
-  return binding() as unknown as IndexBinding;
-}
 
 /** Promise over a node-style native call, with the caller's stack on failure. */
 function call<T>(stack: string, start: (cb: (err: Error | null, value?: T) => void) => void): Promise<T> {
@@ -139,7 +117,7 @@ export class VectorIndex {
   static create(options: IndexOptions): VectorIndex {
     const o = parseOptions(indexOptionsSchema, options, 'options');
     try {
-      return new VectorIndex(native().createIndex(o));
+      return new VectorIndex(binding().createIndex(o));
     } catch (err) {
       throw toQrankError(err, callerStack());
     }
@@ -148,7 +126,7 @@ export class VectorIndex {
   static async load(path: string): Promise<VectorIndex> {
     const stack = callerStack();
     if (typeof path !== 'string' || path.length === 0) throw invalid('path must be a non-empty string');
-    return new VectorIndex(await call<NativeIndex>(stack, (cb) => native().loadIndex(path, cb)));
+    return new VectorIndex(await call<NativeIndex>(stack, (cb) => binding().loadIndex(path, cb)));
   }
 
   get size(): number {
@@ -165,7 +143,7 @@ export class VectorIndex {
   }
 
   /** The index's parameters (IVF's nlist as chosen at training). */
-  get spec(): Required<IndexOptions> {
+  get spec(): NativeIndexSpec {
     return this.native.spec();
   }
 

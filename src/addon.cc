@@ -34,10 +34,11 @@ Napi::Value ErrorCodes(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qrank::init_llama_backend();
   env.SetInstanceData(new qrank_node::AddonData());
-  exports.Set("NativeModel", qrank_node::NativeModel::Init(env));
+  qrank_node::NativeModel::Init(env);  // the classes stay internal: instances come from the functions
+
   exports.Set("loadModel", Napi::Function::New(env, qrank_node::NativeModel::Load, "loadModel"));
   exports.Set("inspectModel", Napi::Function::New(env, qrank_node::NativeModel::Inspect, "inspectModel"));
-  exports.Set("NativeIndex", qrank_node::NativeIndex::Init(env));
+  qrank_node::NativeIndex::Init(env);
   exports.Set("createIndex", Napi::Function::New(env, qrank_node::NativeIndex::Create, "createIndex"));
   exports.Set("loadIndex", Napi::Function::New(env, qrank_node::NativeIndex::Load, "loadIndex"));
   exports.Set("errorCodes", Napi::Function::New(env, ErrorCodes, "errorCodes"));

@@ -124,7 +124,21 @@ Napi::Function NativeIndex::Init(Napi::Env env) {
   return ctor;
 }
 
-NativeIndex::NativeIndex(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeIndex>(info) {}
+namespace {
+// Only createIndex and loadIndex make a NativeIndex: they pass this token's address, so a
+// constructor reached from JavaScript (through an instance's prototype) refuses to make an index
+// without one.
+char kInternal = 0;
+Napi::Object new_index_object(Napi::Env env) {
+  return addon_data(env).index_constructor.New({Napi::External<char>::New(env, &kInternal)});
+}
+}  // namespace
+
+NativeIndex::NativeIndex(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeIndex>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal() || info[0].As<Napi::External<char>>().Data() != &kInternal) {
+    throw make_error(info.Env(), ErrorCode::kInvalidInput, "a NativeIndex is made by createIndex or loadIndex, not constructed");
+  }
+}
 
 Napi::Value NativeIndex::Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -146,7 +160,7 @@ Napi::Value NativeIndex::Create(const Napi::CallbackInfo& info) {
     spec.pq_bits = int_field(o, "pqBits", spec.pq_bits);
     spec.storage = storage_from(o.Get("storage"), env);
     spec.device = device_from(o.Get("device"), env);
-    Napi::Object obj = addon_data(env).index_constructor.New({});
+    Napi::Object obj = new_index_object(env);
     NativeIndex::Unwrap(obj)->index_ = std::shared_ptr<qrank::VectorIndex>(qrank::VectorIndex::create(spec));
     return obj;
   });
@@ -159,7 +173,7 @@ Napi::Value NativeIndex::Load(const Napi::CallbackInfo& info) {
   auto slot = std::make_shared<std::shared_ptr<qrank::VectorIndex>>();
   (new IndexTask(callback_arg(info, 1), "qrank:index-load", [path, slot] { *slot = qrank::VectorIndex::load(path); },
                  [slot](Napi::Env e) {
-                   Napi::Object obj = addon_data(e).index_constructor.New({});
+                   Napi::Object obj = new_index_object(e);
                    NativeIndex::Unwrap(obj)->index_ = *slot;
                    return obj;
                  }))

@@ -4,7 +4,7 @@
  * HTTP status (the server's table is typed over the list).
  */
 import { describe, expect, it } from 'vitest';
-import { binding } from '../lib/binding';
+import { binding } from '../lib/native';
 import { ERROR_CODES, QrankError, toQrankError } from '../lib/errors';
 import { toHttpError } from '../lib/server/http-errors';
 

@@ -73,7 +73,7 @@ describe('lifecycle without close()', () => {
         let pending = 0, ok = 0, failed = 0;
         for (let i = 0; i < 4; i++) {
           pending++;
-          native.score(['q'], docs, '', (err, res) => {
+          native.score(['q'], docs, '', 0, true, (err, res) => {
             if (err) { failed++; console.log('error', err.code); } else if (res.values.length === docs.length) ok++;
             if (--pending === 0) console.log('done', ok, failed);
           });

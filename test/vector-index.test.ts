@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { VectorIndex } from '../lib/index';
 import type { IndexKind } from '../lib/index';
 import { rejectsWithCode, throwsWithCode } from './helpers';
+import { binding } from '../lib/native';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrank-index-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -237,5 +238,27 @@ describe('concurrency', () => {
     expect(ix.size).toBe(N + 3000 - 1);
     for (const r of results.slice(1, 21) as { ids: BigInt64Array }[][]) expect(r).toHaveLength(20);
     expect(ticks).toBeGreaterThan(0);
+  });
+});
+
+describe('the native classes', () => {
+  it('are not exported, and an index cannot be constructed from JavaScript (it would hold no index)', async () => {
+    const exported = binding() as unknown as Record<string, unknown>;
+    expect(exported.NativeIndex).toBeUndefined();
+    expect(exported.NativeModel).toBeUndefined();
+    const ix = VectorIndex.create({ dim: 4 });
+    const Ctor = (ix as unknown as { native: object }).native.constructor as new (...args: unknown[]) => { size(): number };
+    for (const args of [[], [{}], [1]]) {
+      const err = (() => {
+        try {
+          new Ctor(...args).size();
+        } catch (e) {
+          return e as Error & { code?: string };
+        }
+      })();
+      expect(err?.code).toBe('INVALID_INPUT');
+      expect(err?.message).toMatch(/made by createIndex or loadIndex/);
+    }
+    expect(ix.size).toBe(0);
   });
 });

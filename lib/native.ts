@@ -1,5 +1,8 @@
 /**
- * Loads the native addon: prebuilds/<platform>-<arch>/ first, then build/Release (node-gyp-build).
+ * The native addon, described once: every function it exports and every object it returns, typed
+ * here and nowhere else (src/addon.cc registers them). `binding()` loads it: prebuilds/<platform>-
+ * <arch>/ first, then build/Release (node-gyp-build). Its classes are not exported: models and
+ * indexes come from loadModel, createIndex and loadIndex only.
  * A prebuild targets x86-64-v3 (AVX2, FMA, F16C); on an older x86 CPU it would die with SIGILL,
  * so the CPU is checked first and the caller gets an error that says what to do instead.
  */
@@ -109,11 +112,45 @@ export interface NativeLoadOptions {
   threads?: number;
 }
 
+/** An index's parameters, as createIndex takes them and spec() returns them (every field set). */
+export interface NativeIndexSpec {
+  dim: number;
+  metric: 'ip' | 'l2';
+  kind: 'flat' | 'hnsw' | 'ivf' | 'ivfpq';
+  m: number;
+  efConstruction: number;
+  efSearch: number;
+  nlist: number;
+  nprobe: number;
+  pqM: number;
+  pqBits: number;
+  storage: 'f32' | 'f16' | 'i8';
+  device: 'cpu' | 'cuda';
+}
+
+export type NativeDone = (err: Error | null) => void;
+
+export interface NativeIndex {
+  add(ids: BigInt64Array, vectors: Float32Array, cb: NativeDone): void;
+  train(vectors: Float32Array, cb: NativeDone): void;
+  search(queries: Float32Array, k: number, efSearch: number, nprobe: number, allow: BigInt64Array | null,
+    cb: (err: Error | null, r?: { ids: BigInt64Array; scores: Float32Array }) => void): void;
+  remove(ids: BigInt64Array, cb: NativeDone): void;
+  save(path: string, cb: NativeDone): void;
+  size(): number;
+  trained(): boolean;
+  spec(): NativeIndexSpec;
+  ids(): BigInt64Array;
+}
+
 export interface NativeBinding {
   loadModel(options: NativeLoadOptions, onProgress?: (p: number) => void): { promise: Promise<NativeModel>; cancel(): void };
+  inspectModel(path: string): Promise<NativeModelDescription>;
+  /** Fields left out take the native defaults. */
+  createIndex(spec: Partial<NativeIndexSpec> & { dim: number }): NativeIndex;
+  loadIndex(path: string, cb: (err: Error | null, index?: NativeIndex) => void): void;
   cudaStatus(): CudaStatus;
   errorCodes(): string[];
-  inspectModel(path: string): Promise<NativeModelDescription>;
 }
 
 const REQUIRED_X86_FLAGS = ['avx2', 'fma', 'f16c'];
