@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "qrank",
-      "sources": ["src/addon.cc", "src/model_wrap.cc", "src/index_wrap.cc", "src/errors.cc"],
+      "sources": ["addon/addon.cc", "addon/pipeline_wrap.cc", "addon/index_wrap.cc", "addon/errors.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "native",

@@ -1,6 +1,6 @@
 /**
  * The native addon, described once: every function it exports and every object it returns, typed
- * here and nowhere else (src/addon.cc registers them). `binding()` loads it: prebuilds/<platform>-
+ * here and nowhere else (addon/addon.cc registers them). `binding()` loads it: prebuilds/<platform>-
  * <arch>/ first, then build/Release (node-gyp-build). Its classes are not exported: models and
  * indexes come from loadModel, createIndex and loadIndex only.
  * A prebuild targets x86-64-v3 (AVX2, FMA, F16C); on an older x86 CPU it would die with SIGILL,

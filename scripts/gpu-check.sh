@@ -179,7 +179,7 @@ step_unpack() {
     tar -C "$WORK/llama" -xJf "$PACK/llama.tar.xz" || return 1
   cat "$PACK/MANIFEST"
   ADDON_STALE=""
-  [ "$(sed -n 's/^addon_sources //p' "$PACK/MANIFEST")" = "$(source_hash native src)" ] || ADDON_STALE="native/ or src/"
+  [ "$(sed -n 's/^addon_sources //p' "$PACK/MANIFEST")" = "$(source_hash native addon)" ] || ADDON_STALE="native/ or addon/"
   [ "$(sed -n 's/^dist_sources //p' "$PACK/MANIFEST")" = "$(source_hash lib)" ] || ADDON_STALE="$ADDON_STALE lib/"
   python3 -c "import gguf" 2> /dev/null || export PYTHONPATH="$WORK/llama/src/gguf-py${PYTHONPATH:+:$PYTHONPATH}"
   export QRANK_VOCAB_GGUF=$WORK/llama/src/models/ggml-vocab-qwen2.gguf

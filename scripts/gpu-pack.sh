@@ -66,7 +66,7 @@ tar -C "$stage/llama" -cJf "$pack/llama.tar.xz" .
 {
   echo "packed $(date -u +%FT%TZ) on $(uname -n) in $((SECONDS - t0)) s"
   echo "node $(node --version)"
-  echo "addon_sources $(source_hash native src)"
+  echo "addon_sources $(source_hash native addon)"
   echo "dist_sources $(source_hash lib)"
   echo "addon_libs $(ls "$stage/addon/lib" | tr '\n' ' ')"
   (cd "$pack" && ls -l --block-size=1 node.xz js.tar.xz addon.tar.xz llama.tar.xz | awk '{print "size", $NF, $5}')

@@ -3,7 +3,7 @@
 
 #include "addon_data.h"
 #include "index_wrap.h"
-#include "model_wrap.h"
+#include "pipeline_wrap.h"
 #include "qrank/engine.h"
 #include "qrank/error.h"
 #include "qrank/model.h"
@@ -34,10 +34,10 @@ Napi::Value ErrorCodes(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   qrank::init_llama_backend();
   env.SetInstanceData(new qrank_node::AddonData());
-  qrank_node::NativeModel::Init(env);  // the classes stay internal: instances come from the functions
+  qrank_node::NativePipeline::Init(env);  // the classes stay internal: instances come from the functions
 
-  exports.Set("loadModel", Napi::Function::New(env, qrank_node::NativeModel::Load, "loadModel"));
-  exports.Set("inspectModel", Napi::Function::New(env, qrank_node::NativeModel::Inspect, "inspectModel"));
+  exports.Set("loadModel", Napi::Function::New(env, qrank_node::NativePipeline::Load, "loadModel"));
+  exports.Set("inspectModel", Napi::Function::New(env, qrank_node::NativePipeline::Inspect, "inspectModel"));
   qrank_node::NativeIndex::Init(env);
   exports.Set("createIndex", Napi::Function::New(env, qrank_node::NativeIndex::Create, "createIndex"));
   exports.Set("loadIndex", Napi::Function::New(env, qrank_node::NativeIndex::Load, "loadIndex"));

@@ -1,4 +1,4 @@
-#include "model_wrap.h"
+#include "pipeline_wrap.h"
 
 #include <atomic>
 #include <string>
@@ -19,7 +19,7 @@ using qrank::ErrorCode;
 // wrapper cannot be collected (and its finalizer cannot close the pipeline) while a call is pending,
 // whatever the caller's callback keeps alive.
 struct Completion {
-  NativeModel* model;
+  NativePipeline* model;
   Napi::ObjectReference self;
   Napi::FunctionReference callback;
   qrank::Outcome outcome;
@@ -161,7 +161,7 @@ class LoadWorker final : public Napi::AsyncProgressWorker<float> {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::Object obj = addon_data(env).model_constructor.New({});
-    NativeModel::Unwrap(obj)->Attach(env, std::move(pipeline_));
+    NativePipeline::Unwrap(obj)->Attach(env, std::move(pipeline_));
     deferred_.Resolve(obj);
   }
 
@@ -276,26 +276,26 @@ class InspectWorker final : public Napi::AsyncWorker {
 
 }  // namespace
 
-Napi::Function NativeModel::Init(Napi::Env env) {
-  Napi::Function ctor = DefineClass(env, "NativeModel",
+Napi::Function NativePipeline::Init(Napi::Env env) {
+  Napi::Function ctor = DefineClass(env, "NativePipeline",
                                     {
-                                        InstanceMethod<&NativeModel::Score>("score"),
-                                        InstanceMethod<&NativeModel::Embed>("embed"),
-                                        InstanceMethod<&NativeModel::Cancel>("cancel"),
-                                        InstanceMethod<&NativeModel::Tokenize>("tokenize"),
-                                        InstanceMethod<&NativeModel::Detokenize>("detokenize"),
-                                        InstanceMethod<&NativeModel::FormatPair>("formatPair"),
-                                        InstanceMethod<&NativeModel::FormatText>("formatText"),
-                                        InstanceMethod<&NativeModel::Info>("info"),
-                                        InstanceMethod<&NativeModel::Stats>("stats"),
-                                        InstanceMethod<&NativeModel::Close>("close"),
+                                        InstanceMethod<&NativePipeline::Score>("score"),
+                                        InstanceMethod<&NativePipeline::Embed>("embed"),
+                                        InstanceMethod<&NativePipeline::Cancel>("cancel"),
+                                        InstanceMethod<&NativePipeline::Tokenize>("tokenize"),
+                                        InstanceMethod<&NativePipeline::Detokenize>("detokenize"),
+                                        InstanceMethod<&NativePipeline::FormatPair>("formatPair"),
+                                        InstanceMethod<&NativePipeline::FormatText>("formatText"),
+                                        InstanceMethod<&NativePipeline::Info>("info"),
+                                        InstanceMethod<&NativePipeline::Stats>("stats"),
+                                        InstanceMethod<&NativePipeline::Close>("close"),
                                     });
   addon_data(env).model_constructor = Napi::Persistent(ctor);
   return ctor;
 }
 
 // inspectModel(path) -> Promise<description>: see InspectWorker.
-Napi::Value NativeModel::Inspect(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw make_error(env, ErrorCode::kInvalidInput, "inspectModel needs a path");
   auto* worker = new InspectWorker(env, info[0].As<Napi::String>().Utf8Value());
@@ -304,7 +304,7 @@ Napi::Value NativeModel::Inspect(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw make_error(env, ErrorCode::kInvalidInput, "loadModel needs an options object");
   Napi::Object o = info[0].As<Napi::Object>();
@@ -330,17 +330,17 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   return task;
 }
 
-NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {}
+NativePipeline::NativePipeline(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativePipeline>(info) {}
 
-NativeModel::~NativeModel() { Shutdown(); }
+NativePipeline::~NativePipeline() { Shutdown(); }
 
-void NativeModel::OnEnvCleanup(void* self) { static_cast<NativeModel*>(self)->Shutdown(); }
+void NativePipeline::OnEnvCleanup(void* self) { static_cast<NativePipeline*>(self)->Shutdown(); }
 
 // Stops the scheduler thread and lets go of the thread-safe function; used by the finalizer and at
 // environment teardown (worker threads, process exit), so no live handle outlives its environment.
-void NativeModel::Shutdown() {
+void NativePipeline::Shutdown() {
   if (env_) {
-    napi_remove_env_cleanup_hook(env_, &NativeModel::OnEnvCleanup, this);
+    napi_remove_env_cleanup_hook(env_, &NativePipeline::OnEnvCleanup, this);
     env_ = nullptr;
   }
   if (pipeline_) pipeline_->close();
@@ -351,25 +351,25 @@ void NativeModel::Shutdown() {
   closed_ = true;
 }
 
-void NativeModel::Attach(Napi::Env env, std::unique_ptr<qrank::Pipeline> pipeline) {
+void NativePipeline::Attach(Napi::Env env, std::unique_ptr<qrank::Pipeline> pipeline) {
   pipeline_ = std::move(pipeline);
   tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function(), "qrank:complete", 0, 1);
   tsfn_.Unref(env);  // held only while calls are pending
   tsfn_live_ = true;
   env_ = env;
-  napi_add_env_cleanup_hook(env, &NativeModel::OnEnvCleanup, this);
+  napi_add_env_cleanup_hook(env, &NativePipeline::OnEnvCleanup, this);
 }
 
-qrank::Pipeline& NativeModel::pipeline(Napi::Env env) {
+qrank::Pipeline& NativePipeline::pipeline(Napi::Env env) {
   if (closed_ || !pipeline_) throw make_error(env, ErrorCode::kClosed, "the model is closed");
   return *pipeline_;
 }
 
-void NativeModel::Delivered(Napi::Env env) {
+void NativePipeline::Delivered(Napi::Env env) {
   if (pending_ > 0 && --pending_ == 0 && tsfn_live_) tsfn_.Unref(env);
 }
 
-uint64_t NativeModel::Submit(Napi::Env env, const Napi::Function& callback,
+uint64_t NativePipeline::Submit(Napi::Env env, const Napi::Function& callback,
                              const std::function<uint64_t(qrank::Callback)>& submit) {
   auto shared = std::make_shared<Completion*>(new Completion{this, Napi::Persistent(Value()), Napi::Persistent(callback), {}});
   Napi::ThreadSafeFunction tsfn = tsfn_;
@@ -399,7 +399,7 @@ uint64_t NativeModel::Submit(Napi::Env env, const Napi::Function& callback,
 // score(queries: string[], documents: string[], instruction: string, maxInputTokens: number,
 //       truncate: boolean, callback) -> id
 // queries has one entry (shared by every document) or one per document.
-Napi::Value NativeModel::Score(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Score(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     qrank::Pipeline& p = pipeline(env);
@@ -425,7 +425,7 @@ Napi::Value NativeModel::Score(const Napi::CallbackInfo& info) {
 
 // embed(texts: string[], kind: 'query'|'document', instruction: string, dimensions: number,
 //       maxInputTokens: number, truncate: boolean, callback) -> id
-Napi::Value NativeModel::Embed(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Embed(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     qrank::Pipeline& p = pipeline(env);
@@ -442,13 +442,13 @@ Napi::Value NativeModel::Embed(const Napi::CallbackInfo& info) {
   });
 }
 
-void NativeModel::Cancel(const Napi::CallbackInfo& info) {
+void NativePipeline::Cancel(const Napi::CallbackInfo& info) {
   if (pipeline_ && !closed_ && info[0].IsNumber()) {
     pipeline_->cancel(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
   }
 }
 
-Napi::Value NativeModel::Tokenize(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Tokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsString()) throw make_error(env, ErrorCode::kInvalidInput, "text must be a string");
@@ -456,7 +456,7 @@ Napi::Value NativeModel::Tokenize(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeModel::Detokenize(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Detokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
@@ -472,7 +472,7 @@ Napi::Value NativeModel::Detokenize(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeModel::FormatPair(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::FormatPair(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsString() || !info[1].IsString()) throw make_error(env, ErrorCode::kInvalidInput, "query and document must be strings");
@@ -482,7 +482,7 @@ Napi::Value NativeModel::FormatPair(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeModel::FormatText(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::FormatText(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (!info[0].IsString()) throw make_error(env, ErrorCode::kInvalidInput, "text must be a string");
@@ -492,7 +492,7 @@ Napi::Value NativeModel::FormatText(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     qrank::Pipeline& p = pipeline(env);
@@ -512,7 +512,7 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value NativeModel::Stats(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     const qrank::PipelineStats ps = pipeline(env).stats();
@@ -532,7 +532,7 @@ Napi::Value NativeModel::Stats(const Napi::CallbackInfo& info) {
 }
 
 // close(callback): pending calls fail with CLOSED; the callback runs once the thread has stopped.
-Napi::Value NativeModel::Close(const Napi::CallbackInfo& info) {
+Napi::Value NativePipeline::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsFunction()) throw make_error(env, ErrorCode::kInvalidInput, "callback must be a function");
   Napi::Function callback = info[0].As<Napi::Function>();
@@ -542,7 +542,7 @@ Napi::Value NativeModel::Close(const Napi::CallbackInfo& info) {
   }
   closed_ = true;
   if (env_) {
-    napi_remove_env_cleanup_hook(env_, &NativeModel::OnEnvCleanup, this);
+    napi_remove_env_cleanup_hook(env_, &NativePipeline::OnEnvCleanup, this);
     env_ = nullptr;
   }
   // The completion function is released only after the close worker is done, so the CLOSED

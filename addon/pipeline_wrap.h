@@ -1,4 +1,4 @@
-// NativeModel: the JavaScript face of qrank::Pipeline. Arguments are copied into plain C++ values
+// NativePipeline: the JavaScript face of qrank::Pipeline. Arguments are copied into plain C++ values
 // before any work is queued (no worker thread touches a JS value); results come back through one
 // thread-safe function per model, which holds the event loop only while calls are pending.
 #pragma once
@@ -11,16 +11,16 @@
 
 namespace qrank_node {
 
-class NativeModel : public Napi::ObjectWrap<NativeModel> {
+class NativePipeline : public Napi::ObjectWrap<NativePipeline> {
  public:
   static Napi::Function Init(Napi::Env env);
-  // loadModel(options, onProgress?) -> { promise: Promise<NativeModel>, cancel(): void }
+  // loadModel(options, onProgress?) -> { promise: Promise<NativePipeline>, cancel(): void }
   static Napi::Value Load(const Napi::CallbackInfo& info);
   // inspectModel(path) -> Promise<{ ...facts, tensors, roles: { reranker, embedder } }>, no weights loaded
   static Napi::Value Inspect(const Napi::CallbackInfo& info);
 
-  explicit NativeModel(const Napi::CallbackInfo& info);
-  ~NativeModel() override;
+  explicit NativePipeline(const Napi::CallbackInfo& info);
+  ~NativePipeline() override;
 
   void Attach(Napi::Env env, std::unique_ptr<qrank::Pipeline> pipeline);
   // Called on the JS thread when a completion arrives.
