@@ -188,10 +188,10 @@ step_unpack() {
   say "node $v; addon and dist ${ADDON_STALE:+NOT }from these sources${ADDON_STALE:+ (changed: $ADDON_STALE; run scripts/gpu-pack.sh)}"
 }
 
-make_model() {  # kind shape file: the synthetic model, deterministic (lib/models/test-model.ts)
+make_model() {  # kind shape file: the synthetic model, deterministic (lib/synthetic/model.ts)
   "$NODE" -e "require(process.argv[1]).makeTestModel({ kind: process.argv[2], shape: process.argv[3], out: process.argv[4] })
     .then((r) => console.log(r.sha256), (e) => { console.error(e.message); process.exit(1); })" \
-    "$WORK/js/dist/models/test-model.js" "$1" "$2" "$3"
+    "$WORK/js/dist/synthetic/model.js" "$1" "$2" "$3"
 }
 start_model() {  # kind shape: generated in the background; wait_model waits for it
   local f=$M/$2-$1.gguf

@@ -48,7 +48,7 @@ Contract
   Independent of qrank: the GGUF reading (the gguf package, not qrank's reader), the forward pass
   (transformers' Qwen3 modules), the recipes (written here from the model cards). From qrank come only
   the inputs: the token ids (Reranker.formatPair, Embedder.formatText) and, in the tests, the synthetic
-  GGUFs of lib/models/test-model.ts.
+  GGUFs of lib/synthetic/ (model.ts).
 
 Needs python3 with torch, transformers (4.5x or 5.x) and numpy; `gguf` from pip, or else the copy in
 deps/llama.cpp/gguf-py (pure Python: carry that folder to a machine without the package).

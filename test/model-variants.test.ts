@@ -13,7 +13,8 @@ import { Embedder, Reranker, cudaStatus, inspectModel } from '../lib/index';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { createApp } from '../lib/server/app';
-import { QWEN3_EOS_ID, QWEN3_IM_END_ID, makeTestModel } from '../lib/models/test-model';
+import { makeTestModel } from '../lib/synthetic/model';
+import { QWEN3_EOS_ID, QWEN3_IM_END_ID } from '../lib/synthetic/vocab';
 import { MODELS, makeDocs, rejectsWithCode, throwsWithCode } from './helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrank-variants-'));

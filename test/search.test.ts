@@ -223,7 +223,7 @@ describe('consistency', () => {
   it('refuses to mix vectors of another embedding model, and re-indexes on request', async () => {
     // same shapes and name, other weights (another seed): only the weights tell them apart
     const path = join(dir, 'other-embedder.gguf');
-    const { makeTestModel } = await import('../lib/models/test-model');
+    const { makeTestModel } = await import('../lib/synthetic/model');
     await makeTestModel({ kind: 'embedder', shape: 'tiny', out: path, seed: 77 });
     const em2 = await Embedder.load({ model: path, threads: 1 });
     try {

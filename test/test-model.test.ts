@@ -6,19 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GGMLType, GGUFValueType } from '../lib/gguf/format';
 import { GGUFFile, withGGUF } from '../lib/gguf/reader';
 import { runCli } from '../lib/cli/main';
-import {
-  QWEN3_ADDED_TOKENS,
-  QWEN3_NO_ID,
-  QWEN3_RERANK_TEMPLATE,
-  QWEN3_YES_ID,
-  Rng,
-  SHIPPED_VOCAB,
-  TEST_MODEL_SHAPES,
-  defaultVocabPath,
-  loadQwen3Vocab,
-  makeTestModel,
-  testModelTensors,
-} from '../lib/models/test-model';
+import { TEST_MODEL_SHAPES, testModelTensors } from '../lib/synthetic/layout';
+import { makeTestModel } from '../lib/synthetic/model';
+import { Rng } from '../lib/synthetic/rng';
+import { QWEN3_ADDED_TOKENS, QWEN3_NO_ID, QWEN3_RERANK_TEMPLATE, QWEN3_YES_ID, SHIPPED_VOCAB, defaultVocabPath, loadQwen3Vocab } from '../lib/synthetic/vocab';
 
 let dir: string;
 beforeAll(() => {

@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
-import { makeTestModel, type TestModelKind, type TestModelType } from '../lib/models/test-model';
+import { type TestModelKind, type TestModelType } from '../lib/synthetic/layout';
+import { makeTestModel } from '../lib/synthetic/model';
 import { ROOT, makeDocs } from './helpers';
 
 const SCRIPT = join(ROOT, 'scripts', 'torch_qwen3.py');

@@ -10,7 +10,7 @@ import { SingleBar } from 'cli-progress';
 import { type Command, Option } from 'commander';
 import { Embedder } from '../embedder';
 import { Reranker } from '../reranker';
-import { makeTestModel } from '../models/test-model';
+import { makeTestModel } from '../synthetic/model';
 import type { KeywordBuildProgress } from '../search/collection';
 import type { CliIO } from './io';
 

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTestModel } from '../../lib/models/test-model';
+import { makeTestModel } from '../../lib/synthetic/model';
 import { MODELS, MODEL_DIR, ROOT } from '../helpers';
 
 export default async function setup(): Promise<void> {

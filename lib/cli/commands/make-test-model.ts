@@ -5,16 +5,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CliIO } from '../io';
 import { progressBar } from '../shared';
-import {
-  DEFAULT_SEEDS,
-  TEST_MODEL_KINDS,
-  TEST_MODEL_SHAPE_NAMES,
-  TEST_MODEL_TYPES,
-  TestModelKind,
-  TestModelShapeName,
-  TestModelType,
-  makeTestModel,
-} from '../../models/test-model';
+import { DEFAULT_SEEDS, TEST_MODEL_KINDS, TEST_MODEL_SHAPE_NAMES, TEST_MODEL_TYPES, TestModelKind, TestModelShapeName, TestModelType } from '../../synthetic/layout';
+import { makeTestModel } from '../../synthetic/model';
 
 interface MakeTestModelFlags {
   kind: TestModelKind;
