@@ -11,7 +11,8 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Embedder, Reranker } from '../lib/index';
 import { SearchEngine } from '../lib/search/engine';
-import { type ServerLimits, createApp } from '../lib/server/app';
+import { createApp } from '../lib/server/app';
+import type { ServerLimits } from '../lib/server/limits';
 import { MAPPING, MODELS, makeDocs, products } from './helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'qrank-server-connections-'));

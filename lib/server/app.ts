@@ -4,76 +4,31 @@
  * queueing without bound; a client that disconnects cancels its queued work. `listen` applies the
  * header, request and keep-alive timeouts, so stalled and idle connections are let go; `drain`
  * answers 503 to what comes or is still running at its end, and never cuts a request silently.
+ *
+ * This module is the server's frame: request ids and the access log, CORS, health, readiness,
+ * OpenAPI and metrics, the drain, and the guards every route shares (lib/server/kit.ts). The routes
+ * live in model-routes.ts and search-routes.ts, keys in auth.ts, limits in limits.ts.
  */
 import { isUtf8 } from 'node:buffer';
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { type Server, createServer } from 'node:http';
-import { basename } from 'node:path';
-import { PassThrough, type Readable, addAbortSignal } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import pino, { type Logger } from 'pino';
-import type { Embedder } from '../embedder';
-import { invalid } from '../errors';
-import type { ModelInfo } from '../model-handle';
-import type { Reranker, RerankResult } from '../reranker';
-import type { Mapping } from '../search/collection';
-import { DEFAULT_RECALL_K, type SearchEngine, type SearchHit } from '../search/engine';
-import type { Source } from '../search/sources';
+import type { SearchEngine } from '../search/engine';
+import { authMiddleware, checkApiKeys } from './auth';
 import { HttpError, errorHandler, sendError } from './http-errors';
+import type { Handler, RouteKit } from './kit';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits';
 import { ServerMetrics } from './metrics';
+import { type ServedModels, modelRoutes } from './model-routes';
 import { openApiDocument } from './openapi';
-import {
-  collectionBody,
-  deleteDocumentsBody,
-  documentText,
-  documentsBody,
-  embeddingsBody,
-  parseBody,
-  pathName,
-  rerankBody,
-  scoreBody,
-  searchBody,
-  teiRerankBody,
-} from './schemas';
+import { searchRoutes } from './search-routes';
 
-export interface ServerLimits {
-  /** Largest accepted request body (bytes). */
-  maxBodyBytes: number;
-  /** Most documents (or texts, or inputs) in one request. */
-  maxDocuments: number;
-  /**
-   * Tokens per document (rerank) or input (embeddings); longer ones are cut, or refused with 413
-   * when the request says `truncate: false`. Undefined: the model's context decides.
-   */
-  maxTokensPerDocument?: number;
-  /** Requests served at once; more get 429. */
-  maxConcurrent: number;
-  /** Largest streamed upload of products (NDJSON or CSV body), read as it arrives. */
-  maxUploadBytes: number;
-  /** Time a client has to send its request line and headers (the connection is closed after it). */
-  headersTimeoutMs: number;
-  /**
-   * Time a client has to send its whole request, body included. An upload is read as fast as it is
-   * ingested, so this bounds its ingestion too: the default fits maxUploadBytes at 75 KB/s.
-   */
-  requestTimeoutMs: number;
-  /** Time an idle kept-alive connection stays open. */
-  keepAliveTimeoutMs: number;
-}
-
-export interface ServerOptions {
-  reranker?: Reranker;
-  embedder?: Embedder;
+export interface ServerOptions extends ServedModels {
   /** Collections and two-stage search (/v1/search, /v1/collections); needs the embedder. */
   search?: SearchEngine;
   /** Static files served at / (the web UI). */
   staticDir?: string;
-  /**
-   * The model names clients send are echoed back; this is what /v1/models lists. Default: the
-   * model file's base name (never its path).
-   */
-  rerankerName?: string;
-  embedderName?: string;
   limits?: Partial<ServerLimits>;
   /** When set, every API route needs `Authorization: Bearer <one of these>` (see checkApiKeys). */
   apiKeys?: string[];
@@ -84,69 +39,14 @@ export interface ServerOptions {
   version?: string;
 }
 
-export const DEFAULT_LIMITS: ServerLimits = {
-  maxBodyBytes: 2 << 20,
-  maxDocuments: 1000,
-  maxConcurrent: 64,
-  maxUploadBytes: 256 << 20,
-  headersTimeoutMs: 30_000,
-  requestTimeoutMs: 3_600_000,
-  keepAliveTimeoutMs: 5_000,
-};
-
 /** How long a drain waits, after its grace period, for the 503s it sent to reach their clients. */
 const DRAIN_ANSWER_MS = 2_000;
-
-/** Content types of streamed product uploads and the format each is read as. */
-const UPLOAD_FORMATS: Record<string, 'jsonl' | 'csv'> = {
-  'application/x-ndjson': 'jsonl',
-  'application/ndjson': 'jsonl',
-  'application/jsonl': 'jsonl',
-  'application/x-jsonlines': 'jsonl',
-  'text/csv': 'csv',
-};
-
-interface Ctx {
-  signal: AbortSignal;
-}
-
-type Handler = (req: Request, res: Response, ctx: Ctx) => Promise<void>;
-
-/**
- * API keys must be a non-empty list of non-empty strings without surrounding whitespace: an empty
- * list or key would turn authentication off or let an empty token in, and a key with surrounding
- * whitespace could never match (the header's token is trimmed). INVALID_INPUT otherwise.
- */
-export function checkApiKeys(keys: readonly unknown[]): asserts keys is string[] {
-  if (keys.length === 0) throw invalid('the list of API keys is empty, which would turn authentication off; name at least one key, or none at all to serve without authentication');
-  keys.forEach((k, i) => {
-    if (typeof k !== 'string' || k.trim() === '') throw invalid(`API key ${i + 1} of ${keys.length} is empty, which would let an empty token in; name non-empty keys`);
-    if (k.trim() !== k) throw invalid(`API key ${i + 1} of ${keys.length} starts or ends with whitespace, so no request could send it`);
-  });
-}
-
-/**
- * Whether a presented token is one of `keys`, in a time that depends on neither: SHA-256 digests
- * (equal lengths) compared with timingSafeEqual, against every key.
- */
-function keyMatcher(keys: string[]): (token: string) => boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  const wanted = keys.map(digest);
-  return (token) => {
-    const got = digest(token);
-    let found = false;
-    for (const w of wanted) found = timingSafeEqual(w, got) || found;
-    return found;
-  };
-}
 
 export function createApp(options: ServerOptions) {
   if (options.apiKeys) checkApiKeys(options.apiKeys);
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.logger ?? pino({ level: process.env.QRANK_LOG_LEVEL ?? 'info' });
   const metrics = new ServerMetrics({ reranker: options.reranker, embedder: options.embedder }, options.search);
-  const rerankerName = options.rerankerName ?? fileName(options.reranker?.info, 'qrank-reranker');
-  const embedderName = options.embedderName ?? fileName(options.embedder?.info, 'qrank-embedder');
   /** The requests being served, by the controller that aborts their work. */
   const inFlight = new Set<AbortController>();
   let draining = false;
@@ -208,13 +108,7 @@ export function createApp(options: ServerOptions) {
   // from here on (the API, the page), a drain refuses new requests, also on connections kept alive
   app.use((_req, res, next) => (draining ? refuse(res) : next()));
 
-  const isKey = options.apiKeys && keyMatcher(options.apiKeys);
-  const auth = (req: Request, _res: Response, next: NextFunction) => {
-    if (!isKey) return next();
-    const token = /^Bearer\s+(.*)$/i.exec(req.get('authorization') ?? '')?.[1].trim();
-    if (!token || !isKey(token)) return next(new HttpError(401, 'UNAUTHORIZED', 'send a valid API key as "Authorization: Bearer <key>"'));
-    next();
-  };
+  const auth = authMiddleware(options.apiKeys);
   // invalid UTF-8 is refused: body-parser would otherwise turn it into U+FFFD and score mangled text
   const json = express.json({
     limit: limits.maxBodyBytes,
@@ -256,14 +150,6 @@ export function createApp(options: ServerOptions) {
     }
   };
 
-  const needReranker = (): Reranker => {
-    if (!options.reranker) throw new HttpError(404, 'NO_RERANKER', 'this server was started without a reranker model');
-    return options.reranker;
-  };
-  const needEmbedder = (): Embedder => {
-    if (!options.embedder) throw new HttpError(404, 'NO_EMBEDDER', 'this server was started without an embedding model');
-    return options.embedder;
-  };
   const checkCount = (n: number, what: string) => {
     if (n > limits.maxDocuments) {
       metrics.rejected.inc({ reason: 'documents' });
@@ -271,234 +157,9 @@ export function createApp(options: ServerOptions) {
     }
   };
 
-  /**
-   * The token limit of each text: the server's maxTokensPerDocument and the request's own (Cohere's
-   * max_tokens_per_doc), whichever is lower, with the request's truncate. The core applies it as it
-   * tokenises (off the JS thread, once): longer texts are cut token-exactly, or refused with 413
-   * INPUT_TOO_LONG when the request says truncate: false, as is a text the model's context would cut.
-   */
-  const inputLimit = (requested: number | undefined, truncate: boolean | undefined) => {
-    const limit = Math.min(limits.maxTokensPerDocument ?? Infinity, requested ?? Infinity);
-    return { maxInputTokens: Number.isFinite(limit) ? limit : undefined, truncate };
-  };
-  /** Counts a refusal of the token limit in the metrics, and passes every error on. */
-  const countRefusals = <T>(work: Promise<T>): Promise<T> =>
-    work.catch((e: unknown) => {
-      if ((e as { code?: string })?.code === 'INPUT_TOO_LONG') metrics.rejected.inc({ reason: 'tokens' });
-      throw e;
-    });
-
-  const rerankCommon = async (body: ReturnType<typeof parseRerank>, signal: AbortSignal) => {
-    const rr = needReranker();
-    const docs = body.documents.map(documentText);
-    checkCount(docs.length, 'documents');
-    const { results, usage } = await countRefusals(
-      rr.rerankWithUsage(body.query, docs, { topN: body.top_n, instruction: body.instruction, signal, ...inputLimit(body.max_tokens_per_doc, body.truncate) }),
-    );
-    metrics.tokens.inc({ model: 'reranker' }, usage.tokens);
-    return { docs, results, usage };
-  };
-  const parseRerank = (b: unknown) => parseBody(rerankBody, b);
-  const cohereResults = (results: RerankResult[], docs: string[], withDocs: boolean) =>
-    results.map((r) => ({ index: r.index, relevance_score: r.score, ...(withDocs ? { document: { text: docs[r.index] } } : {}) }));
-
-  // Cohere v1, Jina and llama.cpp's server: one response that all their clients parse.
-  const rerankV1: Handler = async (req, res, ctx) => {
-    const body = parseRerank(req.body);
-    const { docs, results, usage } = await rerankCommon(body, ctx.signal);
-    res.json({
-      id: randomUUID(),
-      model: body.model ?? rerankerName,
-      results: cohereResults(results, docs, body.return_documents ?? false),
-      meta: { api_version: { version: '1' }, billed_units: { search_units: 1 } },
-      usage: { total_tokens: usage.tokens, prompt_tokens: usage.tokens },
-    });
-  };
-  app.post('/v1/rerank', auth, json, onBodyError, route(rerankV1));
-
-  app.post('/v2/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
-    const body = parseRerank(req.body);
-    const { docs, results } = await rerankCommon(body, ctx.signal);
-    res.json({
-      id: randomUUID(),
-      results: cohereResults(results, docs, body.return_documents ?? false),
-      meta: { api_version: { version: '2' }, billed_units: { search_units: 1 } },
-    });
-  }));
-
-  // /rerank: TEI's shape when the body has `texts`, else llama.cpp server's / Jina's.
-  app.post('/rerank', auth, json, onBodyError, route(async (req, res, ctx) => {
-    if (req.body && typeof req.body === 'object' && 'texts' in req.body) {
-      const body = parseBody(teiRerankBody, req.body);
-      const rr = needReranker();
-      checkCount(body.texts.length, 'texts');
-      const results = await countRefusals(
-        rr.rerank(body.query, body.texts, { topN: body.top_n, instruction: body.instruction, signal: ctx.signal, ...inputLimit(undefined, body.truncate) }),
-      );
-      res.json(
-        results.map((r) => ({
-          index: r.index,
-          score: body.raw_scores ? r.logit : r.score, // TEI's raw score is the logit, kept from the engine (P(yes) saturates)
-          ...(body.return_text ? { text: body.texts[r.index] } : {}),
-        })),
-      );
-      return;
-    }
-    await rerankV1(req, res, ctx);
-  }));
-
-  // vLLM's /score: text_1 one or many, text_2 many; pairs in order.
-  app.post(['/score', '/v1/score'], auth, json, onBodyError, route(async (req, res, ctx) => {
-    const body = parseBody(scoreBody, req.body);
-    const rr = needReranker();
-    const left = Array.isArray(body.text_1) ? body.text_1 : [body.text_1];
-    const right = Array.isArray(body.text_2) ? body.text_2 : [body.text_2];
-    if (left.length !== 1 && left.length !== right.length) {
-      throw new HttpError(400, 'INVALID_INPUT', 'text_1 must be one text or as many texts as text_2');
-    }
-    checkCount(right.length, 'texts');
-    const pairs = right.map((document, i) => ({ query: left.length === 1 ? left[0] : left[i], document }));
-    const { scores, usage } = await countRefusals(rr.scoreWithUsage(pairs, { instruction: body.instruction, signal: ctx.signal, ...inputLimit(undefined, undefined) }));
-    const tokens = usage.tokens;
-    metrics.tokens.inc({ model: 'reranker' }, tokens);
-    res.json({
-      id: `score-${randomUUID()}`,
-      object: 'list',
-      created: Math.floor(Date.now() / 1000),
-      model: body.model ?? rerankerName,
-      data: scores.map((score, index) => ({ index, object: 'score', score })),
-      usage: { prompt_tokens: tokens, total_tokens: tokens },
-    });
-  }));
-
-  // OpenAI's /v1/embeddings, base64 included (the official client asks for base64 by default).
-  app.post(['/v1/embeddings', '/embeddings'], auth, json, onBodyError, route(async (req, res, ctx) => {
-    const body = parseBody(embeddingsBody, req.body);
-    const em = needEmbedder();
-    const raw = normaliseInput(body.input, em);
-    checkCount(raw.length, 'inputs');
-    const kind = body.input_type === 'query' || body.input_type === 'search_query' ? 'query' : 'document';
-    const { embeddings, usage } = await countRefusals(
-      em.embedWithUsage(raw, { kind, dimensions: body.dimensions, instruction: body.instruction, signal: ctx.signal, ...inputLimit(undefined, body.truncate) }),
-    );
-    metrics.tokens.inc({ model: 'embedder' }, usage.tokens);
-    res.json({
-      object: 'list',
-      model: body.model ?? embedderName,
-      data: embeddings.map((v, index) => ({
-        object: 'embedding',
-        index,
-        embedding: body.encoding_format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
-      })),
-      usage: { prompt_tokens: usage.tokens, total_tokens: usage.tokens },
-    });
-  }));
-
-  app.get('/v1/models', auth, (_req, res) => {
-    const created = Math.floor(Date.now() / 1000);
-    const data = [
-      options.reranker && { id: rerankerName, object: 'model', created, owned_by: 'qrank', task: 'rerank', info: publicInfo(options.reranker.info) },
-      options.embedder && { id: embedderName, object: 'model', created, owned_by: 'qrank', task: 'embed', info: publicInfo(options.embedder.info) },
-    ].filter(Boolean);
-    res.json({ object: 'list', data });
-  });
-
-  // --- collections and two-stage search ---
-  const needSearch = (): SearchEngine => {
-    if (!options.search) throw new HttpError(404, 'NO_SEARCH', 'this server was started without a data directory for collections (qrank serve --data <dir>)');
-    return options.search;
-  };
-  const snakeHit = (h: SearchHit) => ({
-    id: h.id,
-    score: h.score,
-    ...(h.rerankScore !== undefined ? { rerank_score: h.rerankScore } : {}),
-    recall_score: h.recallScore,
-    fields: h.fields,
-    ...(h.explain ? { explain: snakeExplain(h.explain) } : {}),
-  });
-
-  app.post('/v1/search', auth, json, onBodyError, route(async (req, res, ctx) => {
-    const body = parseBody(searchBody, req.body);
-    const se = needSearch();
-    if (body.top_n !== undefined) checkCount(body.top_n, 'results (top_n)');
-    // the recalled candidates are what gets reranked: the rerank routes' limit holds for them
-    if (body.recall_k !== undefined) checkCount(body.recall_k, 'candidates (recall_k)');
-    const f = body.fusion;
-    const r = await se.search(body.collection, body.query, {
-      recall: body.recall,
-      // a server allowing fewer documents per request than the default reranks no more than that
-      recallK: body.recall_k ?? Math.min(DEFAULT_RECALL_K, limits.maxDocuments),
-      keywordK: body.keyword_k,
-      topN: body.top_n,
-      filter: body.filter,
-      instruction: body.instruction,
-      rerank: body.rerank,
-      fusion: f && { signals: f.signals, rrfK: f.rrf_k, keywordWeight: f.keyword_weight, vectorWeight: f.vector_weight },
-      explain: body.explain,
-      signal: ctx.signal,
-    });
-    const t = r.timings;
-    res.json({
-      id: randomUUID(),
-      collection: body.collection,
-      results: r.results.map(snakeHit),
-      candidates: r.candidates,
-      reranked: r.reranked,
-      recall: r.recall,
-      timings: { embed_ms: t.embedMs, keyword_ms: t.keywordMs, recall_ms: t.recallMs, fetch_ms: t.fetchMs, rerank_ms: t.rerankMs, total_ms: t.totalMs },
-    });
-  }));
-
-  app.get('/v1/collections', auth, route(async (_req, res) => {
-    res.json({ object: 'list', data: await needSearch().list() });
-  }));
-
-  app.post('/v1/collections', auth, json, onBodyError, route(async (req, res) => {
-    const body = parseBody(collectionBody, req.body);
-    const c = await needSearch().create(body.name, { index: body.index, mapping: body.mapping });
-    res.status(201).json(c.info());
-  }));
-
-  app.get('/v1/collections/:name', auth, route(async (req, res) => {
-    res.json((await needSearch().existing(pathName(req.params.name))).info());
-  }));
-
-  app.delete('/v1/collections/:name', auth, route(async (req, res) => {
-    const name = pathName(req.params.name);
-    await needSearch().drop(name);
-    res.json({ name, deleted: true });
-  }));
-
-  app.post('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res, ctx) => {
-    // NDJSON and CSV bodies are streamed into the collection as they arrive: no JSON body limit and
-    // no documents-per-request limit, only maxUploadBytes; the collection's stored mapping applies
-    const [type, ...params] = (req.get('content-type') ?? '').split(';').map((x) => x.trim().toLowerCase());
-    const format = UPLOAD_FORMATS[type];
-    let source: Source;
-    let mapping: Mapping | undefined;
-    if (format) {
-      const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '');
-      if (charset && charset !== 'utf-8' && charset !== 'utf8') throw new HttpError(415, 'UNSUPPORTED_ENCODING', 'send the upload as UTF-8');
-      source = { stream: abortableBody(req, ctx.signal), format, limitBytes: limits.maxUploadBytes };
-    } else {
-      const body = parseBody(documentsBody, req.body);
-      checkCount(body.documents.length, 'documents');
-      source = body.documents;
-      mapping = body.mapping;
-    }
-    const c = await needSearch().existing(pathName(req.params.name));
-    if (!mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none yet; create it with one, or send one (id, embed, rerank templates) with the first documents as JSON');
-    const r = await c.ingest(source, { mapping, signal: ctx.signal });
-    res.json({ ...r, size: c.size });
-  }));
-
-  app.delete('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res) => {
-    const body = parseBody(deleteDocumentsBody, req.body);
-    checkCount(body.ids.length, 'ids');
-    const c = await needSearch().existing(pathName(req.params.name));
-    const deleted = await c.delete(body.ids);
-    res.json({ deleted, size: c.size });
-  }));
+  const kit: RouteKit = { limits, metrics, auth, json, onBodyError, route, checkCount };
+  modelRoutes(app, kit, options);
+  searchRoutes(app, kit, options.search);
 
   // the web UI: static files, no framework (GET / is index.html)
   if (options.staticDir) app.use(express.static(options.staticDir, { index: 'index.html', maxAge: 0 }));
@@ -543,47 +204,8 @@ export function createApp(options: ServerOptions) {
   };
 }
 
-/** A model's file name without its directory: where the server's files lie is nobody's business. */
-function fileName(info: ModelInfo | undefined, fallback: string): string {
-  return info ? basename(info.path) : fallback;
-}
-
-/** A model's info as /v1/models shows it: `file` (the base name) instead of the path. */
-function publicInfo(info: ModelInfo) {
-  const { path: _path, ...rest } = info;
-  return { ...rest, file: basename(info.path) };
-}
-
 /** Resolves once `done()` holds, or after `ms`. */
 async function until(done: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-}
-
-/**
- * The request body as a stream that fails when `signal` aborts, without destroying the socket (the
- * answer can still be sent): an upload that stalls mid-body still notices a drain or a disconnect.
- */
-function abortableBody(req: Request, signal: AbortSignal): Readable {
-  const body = addAbortSignal(signal, new PassThrough());
-  req.on('error', (err) => body.destroy(err));
-  return req.pipe(body);
-}
-
-/** The texts of an embeddings `input`: one text, one token-id list, or a list of either (validated by embeddingsBody). */
-function normaliseInput(input: string | number[] | (string | number[])[], em: Embedder): string[] {
-  if (typeof input === 'string') return [input];
-  if (typeof input[0] === 'number') return [em.detokenize(input as number[])];
-  return (input as (string | number[])[]).map((item) => (typeof item === 'string' ? item : em.detokenize(item)));
-}
-
-/** A hit's explain in the API's snake case. */
-function snakeExplain(e: NonNullable<SearchHit['explain']>) {
-  const r = e.recall;
-  return {
-    relevance: e.relevance,
-    relevance_weight: e.relevanceWeight,
-    signals: e.signals,
-    recall: { keyword_rank: r.keywordRank, keyword_score: r.keywordScore, vector_rank: r.vectorRank, vector_score: r.vectorScore, fused_score: r.fusedScore },
-  };
 }

@@ -12,7 +12,9 @@ import pino from 'pino';
 import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
-import { DEFAULT_LIMITS, checkApiKeys, createApp } from '../../server/app';
+import { createApp } from '../../server/app';
+import { checkApiKeys } from '../../server/auth';
+import { DEFAULT_LIMITS } from '../../server/limits';
 import { type CliIO, UsageError } from '../io';
 import { envOption, keywordBuildLog, loadModelPair, optionSources } from '../shared';
 
