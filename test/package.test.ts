@@ -54,7 +54,7 @@ describe('packaging', () => {
   it('prebuilds, packs, installs in an empty project and loads and serves without a compiler', { timeout: 600_000 }, async () => {
     const pkg = join(work, 'pkg');
     mkdirSync(pkg);
-    for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'tsconfig.json', 'tsconfig.build.json', 'src', 'native', 'lib', 'scripts', 'bench', 'vocab', 'web', 'eval']) {
+    for (const f of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'tsconfig.json', 'tsconfig.build.json', 'addon', 'native', 'lib', 'scripts', 'bench', 'vocab', 'web', 'eval']) {
       cpSync(join(ROOT, f), join(pkg, f), { recursive: true });
     }
     // the dependencies, the llama.cpp source and the CMake tree of this checkout are reused
