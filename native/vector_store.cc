@@ -343,12 +343,7 @@ class GraphStore final : public VectorBackend {
     for (size_t q = 0; q < nq; ++q) factor[q] = encode_query(queries + q * spec_.dim, encoded.data() + q * vb);
     const SlotMetric metric{&slots_, &kernel_};
 
-    bool exact = !graph_;
-    if (graph_ && o.allow) {
-      const double m = static_cast<double>(allowed.size());
-      exact = o.exact_filter_limit >= 0 ? m <= static_cast<double>(o.exact_filter_limit)
-                                         : m * m <= kWalkCost * static_cast<double>(ef) * static_cast<double>(count_.load());
-    }
+    const bool exact = scans_exactly(ef, o.allow ? &allowed : nullptr, o.exact_filter_limit);
     std::vector<std::vector<std::pair<float, uint32_t>>> found(nq);
     if (exact) {
       scan(encoded.data(), nq, k, o.allow ? &allowed : nullptr, used, metric, found);
@@ -448,6 +443,19 @@ class GraphStore final : public VectorBackend {
     if (graph_ && !graph_->try_reserve(us::index_limits_t(slots_.capacity(), kContexts))) {
       throw Error(ErrorCode::kOutOfMemory, "out of memory growing the hnsw graph");
     }
+  }
+
+  // Whether a search scans the candidates exactly instead of walking the graph: always for flat;
+  // for hnsw when ef covers every vector (a walk that must visit them all costs more than the scan,
+  // and may miss nodes the graph cannot reach), or with a filter of m allowed vectors while
+  // m^2 <= kWalkCost ef n (or m <= the caller's limit).
+  bool scans_exactly(size_t ef, const std::vector<uint32_t>* allowed, int64_t exact_filter_limit) const {
+    const size_t n = count_.load();
+    if (!graph_ || ef >= n) return true;
+    if (!allowed) return false;
+    const double m = static_cast<double>(allowed->size());
+    return exact_filter_limit >= 0 ? m <= static_cast<double>(exact_filter_limit)
+                                   : m * m <= kWalkCost * static_cast<double>(ef) * static_cast<double>(n);
   }
 
   void learn_range(const float* vectors, size_t n) {

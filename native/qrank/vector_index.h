@@ -19,7 +19,8 @@
 //   in which a write publishes its ids.
 // - A filtered search returns the k best allowed vectors (fewer only when fewer are allowed), exactly
 //   for flat and, for hnsw, exactly below a number of allowed vectors and by a filtered graph walk
-//   above it.
+//   above it. An hnsw search whose k or efSearch covers every vector is an exact scan: it returns
+//   every allowed vector (a graph walk may miss nodes the graph cannot reach).
 // - Scores: inner products (higher is closer) or squared L2 distances (lower is closer), computed
 //   on the stored vectors (so approximate for f16 and i8 storage).
 // - save() writes a temporary file beside the path, fsyncs it and renames it over the path: a crash
