@@ -402,6 +402,25 @@ class GraphStore final : public VectorBackend {
     }
   }
 
+  void read_vectors(const VectorSink& sink) const override {
+    std::shared_lock<std::shared_mutex> grow(grow_mutex_);
+    const size_t used = used_.load(), dim = spec_.dim;
+    constexpr size_t kChunk = 4096;
+    std::vector<int64_t> ids;
+    std::vector<float> x;
+    for (size_t s = 0; s < used; ++s) {
+      if (!slots_.alive(s)) continue;
+      ids.push_back(slots_.key(s));
+      x.resize(ids.size() * dim);
+      decode(slots_.vector(s), x.data() + (ids.size() - 1) * dim);
+      if (ids.size() == kChunk) {
+        sink(ids.data(), x.data(), ids.size());
+        ids.clear();
+      }
+    }
+    if (!ids.empty()) sink(ids.data(), x.data(), ids.size());
+  }
+
   void load(FileReader& in) {
     const uint64_t used = in.get<uint64_t>();
     if (used > kMaxSlots || used > in.left() / (sizeof(int64_t) + 1 + slots_.vector_bytes())) in.bad("the file is truncated");
@@ -475,6 +494,20 @@ class GraphStore final : public VectorBackend {
         us::cast_gt<us::f32_t, us::f16_t>::try_(reinterpret_cast<const us::byte_t*>(x), spec_.dim, reinterpret_cast<us::byte_t*>(out));
         break;
       case Storage::kI8: encode_i8(x, spec_.dim, scale_.load(), out); break;
+    }
+  }
+
+  void decode(const uint8_t* v, float* out) const {
+    switch (spec_.storage) {
+      case Storage::kF32: std::memcpy(out, v, spec_.dim * sizeof(float)); break;
+      case Storage::kF16:
+        us::cast_gt<us::f16_t, us::f32_t>::try_(reinterpret_cast<const us::byte_t*>(v), spec_.dim, reinterpret_cast<us::byte_t*>(out));
+        break;
+      case Storage::kI8: {
+        const float unit = 1.0f / scale_.load();
+        for (int32_t j = 0; j < spec_.dim; ++j) out[j] = static_cast<float>(reinterpret_cast<const int8_t*>(v)[j]) * unit;
+        break;
+      }
     }
   }
 

@@ -167,8 +167,13 @@ describe('storage options', () => {
     expect(recall(await ix.search(queries, 10, { efSearch: 128 }), 10)).toBeGreaterThan(0.85);
   });
 
-  it('device cuda needs the CUDA build', () => {
+  it('device cuda needs the CUDA build, for create and load alike', async () => {
     throwsWithCode(() => VectorIndex.create({ dim: DIM, device: 'cuda' }), 'UNSUPPORTED');
+    const path = join(dir, 'for-cuda.qrix');
+    await (await filled({ kind: 'flat', storage: 'f16' })).save(path);
+    await rejectsWithCode(VectorIndex.load(path, { device: 'cuda' }), 'UNSUPPORTED');
+    await rejectsWithCode(VectorIndex.load(path, { device: 'gpu' as never }), 'INVALID_INPUT');
+    expect((await VectorIndex.load(path, { device: 'cpu' })).size).toBe(N);
   });
 });
 

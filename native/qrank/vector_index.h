@@ -7,6 +7,8 @@
 //                slot, in the storage type asked for (f32, f16 or i8), and serve the graph, exact
 //                scans and save alike.
 //   ivf, ivfpq   FAISS (the system's libfaiss, native/vector_ivf.cc), f32 only.
+//   device cuda  flat (f32, f16) and ivf searched on the GPU (native/cuda/vector_cuda.cc, the CUDA
+//                build): a device copy beside the CPU index, which keeps the ids and writes the file.
 //
 // Contract:
 // - Ids are 64-bit and non-negative; an id is held at most once. add() adds nothing when any id is
@@ -85,7 +87,8 @@ class VectorBackend;
 class VectorIndex {
  public:
   static std::unique_ptr<VectorIndex> create(const IndexSpec& spec);
-  static std::unique_ptr<VectorIndex> load(const std::string& path);
+  // The file is the same whatever the device it was saved from; `device` is where the loaded index runs.
+  static std::unique_ptr<VectorIndex> load(const std::string& path, IndexDevice device = IndexDevice::kCpu);
   ~VectorIndex();
   VectorIndex(const VectorIndex&) = delete;
   VectorIndex& operator=(const VectorIndex&) = delete;
