@@ -29,6 +29,9 @@
 #   bench-*      qrank_bench and torch_qwen3.py bench (bf16, sdpa) on the same model and shapes;
 #                node-api: Reranker through Node within 10% of the C++ bench; the 4b shapes; last,
 #                kernel-bench: kernel_check --bench (cuBLASLt's GEMM ceiling, each stage alone)
+#   vector-gpu   qrank_vector_check (native/cuda/vector_check.cu): GPU flat f16/f32 and IVF-flat against a
+#                float64 CPU reference, then 1M x 1024 realistic data, batches of 1, 32, 1024: QPS and
+#                recall@10 against exact (at most 90 s; measurements skipped when the budget is short)
 # Tolerances are derived in scripts/gpu_check.py's docstring (bf16 operands, fp32 accumulation).
 # Outputs in $OUT: gpu-check.json (every step and number), gpu-check.log, gpu-bench.png (or .svg),
 # sanitizer-memcheck.log, sanitizer-racecheck.log. Exit status 1 when a step failed.
@@ -404,6 +407,21 @@ step_node() {
   check check-node --name node-api --node "$IO/node-api.json" --cpp "$R/bench-qrank-$SIZE.json" --shape "${SHAPE_NAMES[0]}" --result "$R/node-check.json"
 }
 
+step_vector_gpu() {  # qrank_vector_check: the GPU vector search against float64, then 1M x 1024 measured (at most ~90 s)
+  [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
+  need "$B/qrank_vector_check" "qrank_vector_check" || return 77
+  local rc=0 limit measure=()
+  limit=$(cap "${VECTOR_CHECK_TIMEOUT:-90}")
+  # the measurements (data generation, exact truth, flat f16/f32, IVF) only when the budget leaves room
+  [ "$limit" -ge 40 ] && measure=(--json "$IO/vector-gpu.json" --budget $((limit - 25)))
+  timeout "$limit" "$B/qrank_vector_check" "$SEED" "${measure[@]}" > "$WORK/vector.txt" 2>&1 || rc=$?
+  cat "$WORK/vector.txt"
+  [ "$rc" -eq 77 ] && { say "no CUDA device here"; return 77; }
+  [ -f "$IO/vector-gpu.json" ] && mv "$IO/vector-gpu.json" "$R/vector-gpu.json"
+  say "$(grep -E '^(PASS|FAIL)' "$WORK/vector.txt" | head -3 | tr '\n' ' ')$(grep -c 'QPS' "$WORK/vector.txt") measurements$([ "$rc" -eq 124 ] && echo ', cut by the time limit')"
+  [ "$rc" -eq 0 ]
+}
+
 step_kernel_bench() {  # kernel_check --bench: the GEMM ceiling through cuBLASLt, each stage alone, the network
   [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
   need "$B/qrank_kernel_check" "kernel_check" || return 77
@@ -441,6 +459,7 @@ run_step same-embedder step_same embedder
 run_step "bench-qrank-$SIZE" step_bench_qrank "$SIZE"
 run_step "bench-torch-$SIZE" step_bench_torch "$SIZE"
 run_step node-api step_node
+run_step vector-gpu step_vector_gpu
 run_step bench-qrank-4b step_4b qrank
 run_step bench-torch-4b step_4b torch
 run_step kernel-bench step_kernel_bench

@@ -65,6 +65,11 @@ size_t SearchBatcher::largest_batch() const {
   return largest_;
 }
 
+size_t SearchBatcher::waiting() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return waiting_.size();
+}
+
 CellGroups group_by_cell(const int32_t* probes, size_t nq, size_t nprobe, size_t nlist) {
   std::vector<size_t> count(nlist + 1, 0);
   for (size_t e = 0; e < nq * nprobe; ++e) {

@@ -57,6 +57,7 @@ class SearchBatcher {
 
   size_t batches() const;          // batches run so far
   size_t largest_batch() const;    // calls in the largest of them
+  size_t waiting() const;          // calls not yet taken into a batch
 
  private:
   std::vector<BatchCall*> take_batch();  // under mutex_
