@@ -32,6 +32,8 @@
 #   vector-gpu   qrank_vector_check (native/cuda/vector_check.cu): GPU flat f16/f32 and IVF-flat against a
 #                float64 CPU reference, then 1M x 1024 realistic data, batches of 1, 32, 1024: QPS and
 #                recall@10 against exact (at most 90 s; measurements skipped when the budget is short)
+#   vector-api   scripts/gpu-vector-api.mjs: VectorIndex device 'cuda' through Node against the CPU index
+#                (flat f16/f32, ivf; batching, filters, writes beside searches, save/load across devices)
 # Tolerances are derived in scripts/gpu_check.py's docstring (bf16 operands, fp32 accumulation).
 # Outputs in $OUT: gpu-check.json (every step and number), gpu-check.log, gpu-bench.png (or .svg),
 # sanitizer-memcheck.log, sanitizer-racecheck.log. Exit status 1 when a step failed.
@@ -422,6 +424,18 @@ step_vector_gpu() {  # qrank_vector_check: the GPU vector search against float64
   [ "$rc" -eq 0 ]
 }
 
+step_vector_api() {  # VectorIndex device: 'cuda' through Node against the CPU index (scripts/gpu-vector-api.mjs)
+  [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
+  [ -x "$NODE" ] || { say "no node"; return 77; }
+  if [ -n "${ADDON_STALE:-}" ]; then say "the carried addon or dist/ was built from other sources ($ADDON_STALE): run scripts/gpu-pack.sh"; return 1; fi
+  local rc=0
+  QRANK_PREBUILD=$WORK/addon LD_LIBRARY_PATH="$WORK/addon/lib:${CUBLAS_LIB_DIR:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    timeout "$(cap 60)" "$NODE" scripts/gpu-vector-api.mjs --dist "$WORK/js/dist" > "$WORK/vector-api.txt" 2>&1 || rc=$?
+  cat "$WORK/vector-api.txt"
+  say "$(grep -E '^FAIL' "$WORK/vector-api.txt" | head -2 | tr '\n' ' ')$(tail -1 "$WORK/vector-api.txt")"
+  [ "$rc" -eq 0 ]
+}
+
 step_kernel_bench() {  # kernel_check --bench: the GEMM ceiling through cuBLASLt, each stage alone, the network
   [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
   need "$B/qrank_kernel_check" "kernel_check" || return 77
@@ -460,6 +474,7 @@ run_step "bench-qrank-$SIZE" step_bench_qrank "$SIZE"
 run_step "bench-torch-$SIZE" step_bench_torch "$SIZE"
 run_step node-api step_node
 run_step vector-gpu step_vector_gpu
+run_step vector-api step_vector_api
 run_step bench-qrank-4b step_4b qrank
 run_step bench-torch-4b step_4b torch
 run_step kernel-bench step_kernel_bench
