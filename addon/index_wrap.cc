@@ -170,8 +170,9 @@ Napi::Value NativeIndex::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw make_error(env, ErrorCode::kInvalidInput, "path must be a string");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const qrank::IndexDevice device = device_from(info[1], env);
   auto slot = std::make_shared<std::shared_ptr<qrank::VectorIndex>>();
-  (new IndexTask(callback_arg(info, 1), "qrank:index-load", [path, slot] { *slot = qrank::VectorIndex::load(path); },
+  (new IndexTask(callback_arg(info, 2), "qrank:index-load", [path, device, slot] { *slot = qrank::VectorIndex::load(path, device); },
                  [slot](Napi::Env e) {
                    Napi::Object obj = new_index_object(e);
                    NativeIndex::Unwrap(obj)->index_ = *slot;

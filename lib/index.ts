@@ -8,7 +8,7 @@ export type { EmbedOptions, TextKind } from './embedder';
 export { cudaStatus, inspectModel } from './model-handle';
 export type { LoadOptions, ModelInfo, ModelStats, ModelDescription, Device, CudaStatus } from './model-handle';
 export { VectorIndex } from './vector-index';
-export type { IndexOptions, IndexSearchOptions, IndexHits, IndexKind, Metric, Ids } from './vector-index';
+export type { IndexOptions, IndexSearchOptions, IndexHits, IndexKind, IndexDevice, Metric, Ids, VectorStorage } from './vector-index';
 export { SearchEngine } from './search/engine';
 export type { SearchOptions, SearchHit, SearchResponse, CacheStats, RecallMode, RecallExplain, RecallFusion } from './search/engine';
 export { Collection } from './search/collection';

@@ -148,7 +148,8 @@ export interface NativeBinding {
   inspectModel(path: string): Promise<NativeModelDescription>;
   /** Fields left out take the native defaults. */
   createIndex(spec: Partial<NativeIndexSpec> & { dim: number }): NativeIndex;
-  loadIndex(path: string, cb: (err: Error | null, index?: NativeIndex) => void): void;
+  /** A saved index, to run on `device`. */
+  loadIndex(path: string, device: 'cpu' | 'cuda', cb: (err: Error | null, index?: NativeIndex) => void): void;
   cudaStatus(): CudaStatus;
   errorCodes(): string[];
 }

@@ -39,9 +39,14 @@ export interface IndexOptions {
    * first vectors added or from train()). Scores are computed on the stored vectors.
    */
   storage?: VectorStorage;
-  /** 'cpu' (default); 'cuda' needs the CUDA build (flat f16 on the GPU). */
-  device?: 'cpu' | 'cuda';
+  /**
+   * 'cpu' (default); 'cuda' (the CUDA build, a GPU): kind 'flat' (storage 'f32' or 'f16') and 'ivf'
+   * searched on the GPU, concurrent searches batched; elsewhere UNSUPPORTED with the reason.
+   */
+  device?: IndexDevice;
 }
+
+export type IndexDevice = 'cpu' | 'cuda';
 
 export interface IndexSearchOptions {
   /** Only these ids can be returned. */
@@ -73,6 +78,7 @@ const indexOptionsSchema = z
     device: z.enum(['cpu', 'cuda']).default('cpu'),
   })
   .strict();
+const loadOptionsSchema = z.object({ device: z.enum(['cpu', 'cuda']).default('cpu') }).strict();
 const searchOptionsSchema = z
   .object({ filter: z.any().optional(), efSearch: optionalPositive, nprobe: optionalPositive })
   .strict();
@@ -123,10 +129,12 @@ export class VectorIndex {
     }
   }
 
-  static async load(path: string): Promise<VectorIndex> {
+  /** A saved index (from either device), to run on `device` (default 'cpu'). */
+  static async load(path: string, options: { device?: IndexDevice } = {}): Promise<VectorIndex> {
     const stack = callerStack();
     if (typeof path !== 'string' || path.length === 0) throw invalid('path must be a non-empty string');
-    return new VectorIndex(await call<NativeIndex>(stack, (cb) => binding().loadIndex(path, cb)));
+    const { device } = parseOptions(loadOptionsSchema, options, 'options');
+    return new VectorIndex(await call<NativeIndex>(stack, (cb) => binding().loadIndex(path, device, cb)));
   }
 
   get size(): number {

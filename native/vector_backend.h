@@ -6,6 +6,9 @@
 // searches safe beside one write in flight:
 //   GraphStore (native/vector_store.cc)  flat and HNSW over USearch, f32 / f16 / i8
 //   IvfBackend (native/vector_ivf.cc)    IVF and IVF-PQ over FAISS
+//   CudaBackend (native/cuda/vector_cuda.cc, the CUDA build)  flat and IVF-flat searched on the GPU:
+//                                        a device mirror of a GraphStore or IvfBackend, which keeps
+//                                        the ids, answers the host-side calls and writes the file
 //
 // File layout (format version 2), all little-endian:
 //   "QRANKIX1" | u32 version | IndexSpec | backend payload | u64 checksum of everything before it
@@ -16,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,6 +105,19 @@ class FileReader {
   size_t at_ = 0;
 };
 
+using VectorSink = std::function<void(const int64_t* ids, const float* vectors, size_t n)>;
+
+// An IVF-flat index's cells as a device mirror reads them (valid during the read_cells call).
+class IvfCells {
+ public:
+  virtual ~IvfCells() = default;
+  virtual size_t nlist() const = 0;
+  virtual const float* centroids() const = 0;  // nlist x dim
+  virtual size_t size(size_t cell) const = 0;
+  virtual const int64_t* ids(size_t cell) const = 0;
+  virtual const float* vectors(size_t cell) const = 0;  // size(cell) x dim
+};
+
 class VectorBackend {
  public:
   virtual ~VectorBackend() = default;
@@ -115,9 +132,18 @@ class VectorBackend {
   virtual SearchHits search(const float* queries, size_t nq, const SearchOptions& options) const = 0;
   virtual std::vector<int64_t> ids() const = 0;
   virtual void save(FileWriter& out) const = 0;  // the payload only
+  // For a device mirror: every vector held (as f32) with its id, in chunks (flat and hnsw); an
+  // IVF-flat index's cells, nothing before it is trained (ivf).
+  virtual void read_vectors(const VectorSink&) const { throw Error(ErrorCode::kUnsupported, "this kind of index has no device mirror"); }
+  virtual void read_cells(const std::function<void(const IvfCells&)>&) const {
+    throw Error(ErrorCode::kUnsupported, "this kind of index has no device mirror");
+  }
 };
 
 std::unique_ptr<VectorBackend> make_graph_store(const IndexSpec& spec);
+// The device mirror of `host` (a backend of the same spec on the CPU): the CUDA build's
+// (native/cuda/vector_cuda.cc); elsewhere (native/no_cuda.cc) kUnsupported with the reason.
+std::unique_ptr<VectorBackend> make_cuda_vector_backend(const IndexSpec& spec, std::unique_ptr<VectorBackend> host);
 std::unique_ptr<VectorBackend> load_graph_store(const IndexSpec& spec, FileReader& in);
 std::unique_ptr<VectorBackend> make_ivf_backend(const IndexSpec& spec);
 std::unique_ptr<VectorBackend> load_ivf_backend(const IndexSpec& spec, FileReader& in);

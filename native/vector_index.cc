@@ -37,8 +37,17 @@ void fsync_dir(const std::string& path) {
   }
 }
 
+bool graph_kind(const IndexSpec& spec) { return spec.kind == IndexKind::kFlat || spec.kind == IndexKind::kHnsw; }
+
+// The CPU backend of the spec, mirrored on the GPU when the spec asks for it.
+std::unique_ptr<VectorBackend> on_device(const IndexSpec& spec, std::unique_ptr<VectorBackend> host) {
+  return spec.device == IndexDevice::kCuda ? make_cuda_vector_backend(spec, std::move(host)) : std::move(host);
+}
+
 std::unique_ptr<VectorBackend> make_backend(const IndexSpec& spec) {
-  return spec.kind == IndexKind::kFlat || spec.kind == IndexKind::kHnsw ? make_graph_store(spec) : make_ivf_backend(spec);
+  IndexSpec cpu = spec;
+  cpu.device = IndexDevice::kCpu;
+  return on_device(spec, graph_kind(spec) ? make_graph_store(cpu) : make_ivf_backend(cpu));
 }
 
 void check_spec(const IndexSpec& s) {
@@ -49,9 +58,7 @@ void check_spec(const IndexSpec& s) {
   const bool ivf = s.kind == IndexKind::kIvf || s.kind == IndexKind::kIvfPq;
   if (ivf && s.storage != Storage::kF32) invalid_input("ivf and ivfpq store f32 vectors (storage 'f16' and 'i8' are for flat and hnsw)");
   if (!(s.i8_range >= 0.0f) || !std::isfinite(s.i8_range)) invalid_input("i8 range must be finite and >= 0");
-  if (s.device == IndexDevice::kCuda) {
-    throw Error(ErrorCode::kUnsupported, "this build has no CUDA vector search (build it with npm run build:cuda)");
-  }
+  if (s.device != IndexDevice::kCpu && s.device != IndexDevice::kCuda) invalid_input("device must be 'cpu' or 'cuda'");
 }
 
 // The first format's spec: the fields before `storage`.
@@ -271,25 +278,29 @@ void VectorIndex::save(const std::string& path) const {
   FileWriter out(path);
   out.bytes(kMagic, sizeof kMagic);
   out.put(kFormatVersion);
-  out.put(backend_->spec());
+  IndexSpec spec = backend_->spec();
+  spec.device = IndexDevice::kCpu;  // the same file on every device: the loader chooses its own
+  out.put(spec);
   backend_->save(out);
   out.commit();
 }
 
-std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path) {
+std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, IndexDevice device) {
   FileReader in(path);
   in.take(sizeof kMagic);
   const uint32_t version = in.get<uint32_t>();
   if (version == kFormatVersion) {
-    const IndexSpec spec = in.get<IndexSpec>();
+    IndexSpec spec = in.get<IndexSpec>();
     try {
       check_spec(spec);
     } catch (const Error& e) {
       in.bad(std::string("invalid spec: ") + e.what());
     }
-    auto backend = spec.kind == IndexKind::kFlat || spec.kind == IndexKind::kHnsw ? load_graph_store(spec, in) : load_ivf_backend(spec, in);
+    spec.device = IndexDevice::kCpu;
+    auto backend = graph_kind(spec) ? load_graph_store(spec, in) : load_ivf_backend(spec, in);
     if (in.left() != 0) in.bad("unexpected bytes after the index");
-    return std::unique_ptr<VectorIndex>(new VectorIndex(std::move(backend)));
+    spec.device = device;
+    return std::unique_ptr<VectorIndex>(new VectorIndex(on_device(spec, std::move(backend))));
   }
   if (version != kLegacyVersion) in.bad("was written by another qrank version (format " + std::to_string(version) + ")");
 
@@ -326,9 +337,12 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path) {
   if (blob_size != in.left()) in.bad("the file is truncated");
   const uint8_t* blob = in.take(blob_size);
   if (spec.kind == IndexKind::kIvf || spec.kind == IndexKind::kIvfPq) {
-    return std::unique_ptr<VectorIndex>(new VectorIndex(ivf_from_faiss_blob(spec, has_index ? blob : nullptr, blob_size, in.path())));
+    auto backend = ivf_from_faiss_blob(spec, has_index ? blob : nullptr, blob_size, in.path());
+    spec.device = device;
+    return std::unique_ptr<VectorIndex>(new VectorIndex(on_device(spec, std::move(backend))));
   }
-  std::unique_ptr<VectorIndex> ix(new VectorIndex(make_graph_store(spec)));
+  spec.device = device;
+  std::unique_ptr<VectorIndex> ix(new VectorIndex(make_backend(spec)));
   if (has_index) {
     const LegacyVectors v = read_legacy_faiss(blob, blob_size, labels, dead, path);
     ix->add(v.ids.data(), v.vectors.data(), v.ids.size());

@@ -50,6 +50,21 @@ std::unique_ptr<faiss::Index> read_faiss(const uint8_t* blob, size_t n, const st
   }
 }
 
+// FAISS's inverted lists of an IVF-flat index as IvfCells: codes are the f32 vectors themselves.
+class Cells final : public IvfCells {
+ public:
+  Cells(const faiss::IndexIVFFlat& index, const faiss::IndexFlat& quantizer) : index_(index), quantizer_(quantizer) {}
+  size_t nlist() const override { return index_.nlist; }
+  const float* centroids() const override { return quantizer_.get_xb(); }
+  size_t size(size_t cell) const override { return index_.invlists->list_size(cell); }
+  const int64_t* ids(size_t cell) const override { return index_.invlists->get_ids(cell); }
+  const float* vectors(size_t cell) const override { return reinterpret_cast<const float*>(index_.invlists->get_codes(cell)); }
+
+ private:
+  const faiss::IndexIVFFlat& index_;
+  const faiss::IndexFlat& quantizer_;
+};
+
 class IvfBackend final : public VectorBackend {
  public:
   explicit IvfBackend(const IndexSpec& spec) : spec_(spec) {}
@@ -131,6 +146,15 @@ class IvfBackend final : public VectorBackend {
   std::vector<int64_t> ids() const override {
     std::shared_lock<std::shared_mutex> lock(mutex_);
     return std::vector<int64_t>(ids_.begin(), ids_.end());
+  }
+
+  void read_cells(const std::function<void(const IvfCells&)>& fn) const override {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    if (!index_) return;
+    const auto* flat = dynamic_cast<const faiss::IndexIVFFlat*>(index_.get());
+    const auto* quantizer = dynamic_cast<const faiss::IndexFlat*>(index_->quantizer);
+    if (!flat || !quantizer) throw Error(ErrorCode::kUnsupported, "only ivf (IVF-flat) indexes have a device mirror");
+    fn(Cells(*flat, *quantizer));
   }
 
   void save(FileWriter& out) const override {

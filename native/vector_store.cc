@@ -343,12 +343,7 @@ class GraphStore final : public VectorBackend {
     for (size_t q = 0; q < nq; ++q) factor[q] = encode_query(queries + q * spec_.dim, encoded.data() + q * vb);
     const SlotMetric metric{&slots_, &kernel_};
 
-    bool exact = !graph_;
-    if (graph_ && o.allow) {
-      const double m = static_cast<double>(allowed.size());
-      exact = o.exact_filter_limit >= 0 ? m <= static_cast<double>(o.exact_filter_limit)
-                                         : m * m <= kWalkCost * static_cast<double>(ef) * static_cast<double>(count_.load());
-    }
+    const bool exact = scans_exactly(ef, o.allow ? &allowed : nullptr, o.exact_filter_limit);
     std::vector<std::vector<std::pair<float, uint32_t>>> found(nq);
     if (exact) {
       scan(encoded.data(), nq, k, o.allow ? &allowed : nullptr, used, metric, found);
@@ -407,6 +402,25 @@ class GraphStore final : public VectorBackend {
     }
   }
 
+  void read_vectors(const VectorSink& sink) const override {
+    std::shared_lock<std::shared_mutex> grow(grow_mutex_);
+    const size_t used = used_.load(), dim = spec_.dim;
+    constexpr size_t kChunk = 4096;
+    std::vector<int64_t> ids;
+    std::vector<float> x;
+    for (size_t s = 0; s < used; ++s) {
+      if (!slots_.alive(s)) continue;
+      ids.push_back(slots_.key(s));
+      x.resize(ids.size() * dim);
+      decode(slots_.vector(s), x.data() + (ids.size() - 1) * dim);
+      if (ids.size() == kChunk) {
+        sink(ids.data(), x.data(), ids.size());
+        ids.clear();
+      }
+    }
+    if (!ids.empty()) sink(ids.data(), x.data(), ids.size());
+  }
+
   void load(FileReader& in) {
     const uint64_t used = in.get<uint64_t>();
     if (used > kMaxSlots || used > in.left() / (sizeof(int64_t) + 1 + slots_.vector_bytes())) in.bad("the file is truncated");
@@ -450,6 +464,19 @@ class GraphStore final : public VectorBackend {
     }
   }
 
+  // Whether a search scans the candidates exactly instead of walking the graph: always for flat;
+  // for hnsw when ef covers every vector (a walk that must visit them all costs more than the scan,
+  // and may miss nodes the graph cannot reach), or with a filter of m allowed vectors while
+  // m^2 <= kWalkCost ef n (or m <= the caller's limit).
+  bool scans_exactly(size_t ef, const std::vector<uint32_t>* allowed, int64_t exact_filter_limit) const {
+    const size_t n = count_.load();
+    if (!graph_ || ef >= n) return true;
+    if (!allowed) return false;
+    const double m = static_cast<double>(allowed->size());
+    return exact_filter_limit >= 0 ? m <= static_cast<double>(exact_filter_limit)
+                                   : m * m <= kWalkCost * static_cast<double>(ef) * static_cast<double>(n);
+  }
+
   void learn_range(const float* vectors, size_t n) {
     float range = max_magnitude(vectors, n * spec_.dim);
     if (range == 0.0f) range = 1.0f;
@@ -467,6 +494,20 @@ class GraphStore final : public VectorBackend {
         us::cast_gt<us::f32_t, us::f16_t>::try_(reinterpret_cast<const us::byte_t*>(x), spec_.dim, reinterpret_cast<us::byte_t*>(out));
         break;
       case Storage::kI8: encode_i8(x, spec_.dim, scale_.load(), out); break;
+    }
+  }
+
+  void decode(const uint8_t* v, float* out) const {
+    switch (spec_.storage) {
+      case Storage::kF32: std::memcpy(out, v, spec_.dim * sizeof(float)); break;
+      case Storage::kF16:
+        us::cast_gt<us::f16_t, us::f32_t>::try_(reinterpret_cast<const us::byte_t*>(v), spec_.dim, reinterpret_cast<us::byte_t*>(out));
+        break;
+      case Storage::kI8: {
+        const float unit = 1.0f / scale_.load();
+        for (int32_t j = 0; j < spec_.dim; ++j) out[j] = static_cast<float>(reinterpret_cast<const int8_t*>(v)[j]) * unit;
+        break;
+      }
     }
   }
 

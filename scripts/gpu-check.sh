@@ -29,6 +29,11 @@
 #   bench-*      qrank_bench and torch_qwen3.py bench (bf16, sdpa) on the same model and shapes;
 #                node-api: Reranker through Node within 10% of the C++ bench; the 4b shapes; last,
 #                kernel-bench: kernel_check --bench (cuBLASLt's GEMM ceiling, each stage alone)
+#   vector-gpu   qrank_vector_check (native/cuda/vector_check.cu): GPU flat f16/f32 and IVF-flat against a
+#                float64 CPU reference, then 1M x 1024 realistic data, batches of 1, 32, 1024: QPS and
+#                recall@10 against exact (at most 60 s, and vector-api 30 s; measurements skipped when the budget is short)
+#   vector-api   scripts/gpu-vector-api.mjs: VectorIndex device 'cuda' through Node against the CPU index
+#                (flat f16/f32, ivf; batching, filters, writes beside searches, save/load across devices)
 # Tolerances are derived in scripts/gpu_check.py's docstring (bf16 operands, fp32 accumulation).
 # Outputs in $OUT: gpu-check.json (every step and number), gpu-check.log, gpu-bench.png (or .svg),
 # sanitizer-memcheck.log, sanitizer-racecheck.log. Exit status 1 when a step failed.
@@ -404,6 +409,33 @@ step_node() {
   check check-node --name node-api --node "$IO/node-api.json" --cpp "$R/bench-qrank-$SIZE.json" --shape "${SHAPE_NAMES[0]}" --result "$R/node-check.json"
 }
 
+step_vector_gpu() {  # qrank_vector_check: the GPU vector search against float64, then 1M x 1024 measured (at most 60 s)
+  [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
+  need "$B/qrank_vector_check" "qrank_vector_check" || return 77
+  local rc=0 limit measure=()
+  limit=$(cap "${VECTOR_CHECK_TIMEOUT:-60}")
+  # the measurements (data generation, exact truth, flat f16/f32, IVF) only when the budget leaves room
+  [ "$limit" -ge 40 ] && measure=(--json "$IO/vector-gpu.json" --budget $((limit - 25)))
+  timeout "$limit" "$B/qrank_vector_check" "$SEED" "${measure[@]}" > "$WORK/vector.txt" 2>&1 || rc=$?
+  cat "$WORK/vector.txt"
+  [ "$rc" -eq 77 ] && { say "no CUDA device here"; return 77; }
+  [ -f "$IO/vector-gpu.json" ] && mv "$IO/vector-gpu.json" "$R/vector-gpu.json"
+  say "$(grep -E '^(PASS|FAIL)' "$WORK/vector.txt" | head -3 | tr '\n' ' ')$(grep -c 'QPS' "$WORK/vector.txt") measurements$([ "$rc" -eq 124 ] && echo ', cut by the time limit')"
+  [ "$rc" -eq 0 ]
+}
+
+step_vector_api() {  # VectorIndex device: 'cuda' through Node against the CPU index (scripts/gpu-vector-api.mjs)
+  [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
+  [ -x "$NODE" ] || { say "no node"; return 77; }
+  if [ -n "${ADDON_STALE:-}" ]; then say "the carried addon or dist/ was built from other sources ($ADDON_STALE): run scripts/gpu-pack.sh"; return 1; fi
+  local rc=0
+  QRANK_PREBUILD=$WORK/addon LD_LIBRARY_PATH="$WORK/addon/lib:${CUBLAS_LIB_DIR:-}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    timeout "$(cap 30)" "$NODE" scripts/gpu-vector-api.mjs --dist "$WORK/js/dist" > "$WORK/vector-api.txt" 2>&1 || rc=$?
+  cat "$WORK/vector-api.txt"
+  say "$(grep -E '^FAIL' "$WORK/vector-api.txt" | head -2 | tr '\n' ' ')$(tail -1 "$WORK/vector-api.txt")"
+  [ "$rc" -eq 0 ]
+}
+
 step_kernel_bench() {  # kernel_check --bench: the GEMM ceiling through cuBLASLt, each stage alone, the network
   [ "$DRY" = 1 ] && { say "dry run: no GPU"; return 77; }
   need "$B/qrank_kernel_check" "kernel_check" || return 77
@@ -441,6 +473,8 @@ run_step same-embedder step_same embedder
 run_step "bench-qrank-$SIZE" step_bench_qrank "$SIZE"
 run_step "bench-torch-$SIZE" step_bench_torch "$SIZE"
 run_step node-api step_node
+run_step vector-gpu step_vector_gpu
+run_step vector-api step_vector_api
 run_step bench-qrank-4b step_4b qrank
 run_step bench-torch-4b step_4b torch
 run_step kernel-bench step_kernel_bench

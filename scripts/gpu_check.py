@@ -436,7 +436,7 @@ def cmd_report(a) -> int:
                latency=dict(qrank=qrank.get("latency"), torch=torch.get("latency")),
                peak_device_memory=dict(qrank=qrank.get("device_peak_bytes"),
                                        torch=max([s.get("peak_memory_bytes") or 0 for s in torch.get("shapes", [])] or [0])),
-               node_api=results.get("node-check"), results=results)
+               node_api=results.get("node-check"), vector_gpu=results.get("vector-gpu"), results=results)
     write(os.path.join(a.out, "gpu-check.json"), doc)
     if a.quiet:
         return 0
@@ -451,6 +451,8 @@ def cmd_report(a) -> int:
     lat = doc["latency"]["qrank"]
     if lat:
         print(f"one {lat.get('docs')}-document request: p50 {lat.get('p50_ms', 0):.1f} ms, p99 {lat.get('p99_ms', 0):.1f} ms")
+    for r in (doc["vector_gpu"] or {}).get("runs", []):
+        print(f"vector {r['index']:<16} batch {r['batch']:>5.0f}: {r['qps']:>10.0f} QPS, recall@10 {r['recall_at_10']:.4f}")
     counts = {k: sum(1 for s in steps if s["status"] == k) for k in ("PASS", "FAIL", "SKIP")}
     print(f"\nsteps: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIP']} SKIP")
     return 0

@@ -86,6 +86,32 @@ function childReport(): ChildReport {
   return JSON.parse(r.stdout) as ChildReport;
 }
 
+// The vector index's device: 'cuda' in the CUDA build's addon (a fresh Node process, as above).
+function vectorReport(): Record<string, Attempt> {
+  const script = `
+    const { VectorIndex } = require(${JSON.stringify(join(ROOT, 'dist', 'index.js'))});
+    const attempt = (f) => Promise.resolve().then(f).then(() => ({}), (e) => ({ code: e.code, message: e.message }));
+    (async () => {
+      const path = ${JSON.stringify(join(scratch, 'cpu-flat.qrix'))};
+      const ix = VectorIndex.create({ dim: 8, kind: 'flat', storage: 'f16' });
+      await ix.add([1, 2], new Float32Array(16).fill(0.5));
+      await ix.save(path);
+      process.stdout.write(JSON.stringify({
+        flat: await attempt(() => VectorIndex.create({ dim: 8, kind: 'flat', storage: 'f16', device: 'cuda' })),
+        ivf: await attempt(() => VectorIndex.create({ dim: 8, kind: 'ivf', device: 'cuda' })),
+        hnsw: await attempt(() => VectorIndex.create({ dim: 8, kind: 'hnsw', device: 'cuda' })),
+        i8: await attempt(() => VectorIndex.create({ dim: 8, kind: 'flat', storage: 'i8', device: 'cuda' })),
+        load: await attempt(() => VectorIndex.load(path, { device: 'cuda' })),
+        cpu: await attempt(() => VectorIndex.load(path, { device: 'cpu' })),
+      }));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const r = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8', timeout: 60_000, env: { ...process.env, QRANK_PREBUILD: buildDir },
+  });
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Record<string, Attempt>;
+}
+
 function dynamicSection(file: string): string {
   const r = spawnSync('readelf', ['-d', file], { encoding: 'utf8' });
   expect(r.status, `readelf: ${r.stderr}`).toBe(0);
@@ -120,5 +146,19 @@ describe.skipIf(!built)(`the CUDA build${skipReason}`, () => {
     expect(report.cudaTiny.code).toBe('UNSUPPORTED');  // for its shape, or the same reason
     expect(report.auto.code).toBeUndefined();
     expect(report.auto.backend).toBe('llama.cpp-cpu');
+  });
+
+  it("answers VectorIndex device: 'cuda' with UNSUPPORTED: no device here, or a kind the GPU does not serve", (ctx) => {
+    if (childReport().status.devices > 0) ctx.skip('a GPU is present: scripts/gpu-check.sh checks the GPU index');
+    const r = vectorReport();
+    for (const kind of ['flat', 'ivf', 'load']) {
+      expect(r[kind].code, kind).toBe('UNSUPPORTED');
+      expect(r[kind].message, kind).toMatch(/no CUDA device/);
+    }
+    for (const kind of ['hnsw', 'i8']) {
+      expect(r[kind].code, kind).toBe('UNSUPPORTED');
+      expect(r[kind].message, kind).toMatch(/serves kind 'flat'/);
+    }
+    expect(r.cpu.code).toBeUndefined();  // the same file on the CPU
   });
 });

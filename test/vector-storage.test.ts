@@ -107,6 +107,17 @@ describe.each(STORAGES)('storage %s', (storage) => {
     expect(ix.spec.efSearch).toBe(64); // a per-call efSearch leaves the index's own alone
   });
 
+  it('hnsw: a k or efSearch that covers the whole index scans exactly (every vector, as flat ranks them)', async () => {
+    const hnsw = await filled({ kind: 'hnsw', storage });
+    const flat = await filled({ kind: 'flat', storage });
+    // scores, not ids, are compared: i8 has ties, and the two kinds order tied vectors by their slots
+    const [all] = await hnsw.search(row(queries, 0), N); // a graph walk misses the nodes it cannot reach
+    expect(new Set(all.ids).size).toBe(N);
+    expect(Array.from(all.scores)).toEqual(Array.from((await flat.search(row(queries, 0), N))[0].scores));
+    const wide = await hnsw.search(queries, 10, { efSearch: N });
+    expect(wide.map((h) => Array.from(h.scores))).toEqual((await flat.search(queries, 10)).map((h) => Array.from(h.scores)));
+  });
+
   it.each([0.001, 0.01, 0.1])('filters of selectivity %f return the k best allowed (flat and hnsw)', async (selectivity) => {
     const allowList = ids.filter((_, i) => (i * 2654435761) % 1000 < selectivity * 1000);
     const allow = new Set(allowList);
@@ -156,8 +167,13 @@ describe('storage options', () => {
     expect(recall(await ix.search(queries, 10, { efSearch: 128 }), 10)).toBeGreaterThan(0.85);
   });
 
-  it('device cuda needs the CUDA build', () => {
+  it('device cuda needs the CUDA build, for create and load alike', async () => {
     throwsWithCode(() => VectorIndex.create({ dim: DIM, device: 'cuda' }), 'UNSUPPORTED');
+    const path = join(dir, 'for-cuda.qrix');
+    await (await filled({ kind: 'flat', storage: 'f16' })).save(path);
+    await rejectsWithCode(VectorIndex.load(path, { device: 'cuda' }), 'UNSUPPORTED');
+    await rejectsWithCode(VectorIndex.load(path, { device: 'gpu' as never }), 'INVALID_INPUT');
+    expect((await VectorIndex.load(path, { device: 'cpu' })).size).toBe(N);
   });
 });
 

@@ -57,8 +57,8 @@ Gemm::~Gemm() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-const Gemm::Plan& Gemm::plan(int64_t rows, int64_t out, int64_t in, bool accumulate) {
-  const Key key{out, rows, in, accumulate};
+const Gemm::Plan& Gemm::plan(int64_t rows, int64_t out, int64_t in, Operands operands) {
+  const Key key{out, rows, in, operands};
   const auto found = plans_.find(key);
   if (found != plans_.end()) return *found->second;
   if (plans_.size() >= kMaxPlans) plans_.clear();
@@ -70,9 +70,10 @@ const Gemm::Plan& Gemm::plan(int64_t rows, int64_t out, int64_t in, bool accumul
   const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
   check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose), "TRANSA");
   check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof plain), "TRANSB");
-  p->a = make_layout(CUDA_R_16BF, in, out, in);     // W^T in column-major: [in, out]
-  p->b = make_layout(CUDA_R_16BF, in, rows, in);    // x^T: [in, rows]
-  p->c = make_layout(accumulate ? CUDA_R_32F : CUDA_R_16BF, out, rows, out);
+  const cudaDataType in_type = operands == Operands::kF16ToF32 ? CUDA_R_16F : operands == Operands::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  p->a = make_layout(in_type, in, out, in);     // W^T in column-major: [in, out]
+  p->b = make_layout(in_type, in, rows, in);    // x^T: [in, rows]
+  p->c = make_layout(operands == Operands::kBf16 ? CUDA_R_16BF : CUDA_R_32F, out, rows, out);
 
   cublasLtMatmulPreference_t pref = nullptr;
   check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
@@ -86,7 +87,7 @@ const Gemm::Plan& Gemm::plan(int64_t rows, int64_t out, int64_t in, bool accumul
   cublasLtMatmulPreferenceDestroy(pref);
   check_lt(s, "cublasLtMatmulAlgoGetHeuristic");
   if (found_algos == 0) {
-    throw Error(ErrorCode::kUnsupported, "cuBLASLt has no bf16 algorithm for [" + std::to_string(rows) + " x " + std::to_string(in) + "] x [" +
+    throw Error(ErrorCode::kUnsupported, "cuBLASLt has no algorithm for [" + std::to_string(rows) + " x " + std::to_string(in) + "] x [" +
                                              std::to_string(in) + " x " + std::to_string(out) + "] on this device");
   }
   p->algo = result.algo;
@@ -105,12 +106,17 @@ void Gemm::run(const Plan& p, const void* x, const void* w, void* y, float beta)
 
 void Gemm::linear(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, int64_t rows, int64_t out, int64_t in) {
   if (rows <= 0) return;
-  run(plan(rows, out, in, false), x, w, y, 0.0f);
+  run(plan(rows, out, in, Operands::kBf16), x, w, y, 0.0f);
 }
 
 void Gemm::linear_add(const __nv_bfloat16* x, const __nv_bfloat16* w, float* acc, int64_t rows, int64_t out, int64_t in) {
   if (rows <= 0) return;
-  run(plan(rows, out, in, true), x, w, acc, 1.0f);
+  run(plan(rows, out, in, Operands::kBf16ToF32), x, w, acc, 1.0f);
+}
+
+void Gemm::products(const void* x, const void* w, float* y, int64_t rows, int64_t out, int64_t in, bool f16) {
+  if (rows <= 0 || out <= 0) return;
+  run(plan(rows, out, in, f16 ? Operands::kF16ToF32 : Operands::kF32), x, w, y, 0.0f);
 }
 
 }  // namespace qrank::cuda

@@ -7,6 +7,8 @@
 //                slot, in the storage type asked for (f32, f16 or i8), and serve the graph, exact
 //                scans and save alike.
 //   ivf, ivfpq   FAISS (the system's libfaiss, native/vector_ivf.cc), f32 only.
+//   device cuda  flat (f32, f16) and ivf searched on the GPU (native/cuda/vector_cuda.cc, the CUDA
+//                build): a device copy beside the CPU index, which keeps the ids and writes the file.
 //
 // Contract:
 // - Ids are 64-bit and non-negative; an id is held at most once. add() adds nothing when any id is
@@ -19,7 +21,8 @@
 //   in which a write publishes its ids.
 // - A filtered search returns the k best allowed vectors (fewer only when fewer are allowed), exactly
 //   for flat and, for hnsw, exactly below a number of allowed vectors and by a filtered graph walk
-//   above it.
+//   above it. An hnsw search whose k or efSearch covers every vector is an exact scan: it returns
+//   every allowed vector (a graph walk may miss nodes the graph cannot reach).
 // - Scores: inner products (higher is closer) or squared L2 distances (lower is closer), computed
 //   on the stored vectors (so approximate for f16 and i8 storage).
 // - save() writes a temporary file beside the path, fsyncs it and renames it over the path: a crash
@@ -84,7 +87,8 @@ class VectorBackend;
 class VectorIndex {
  public:
   static std::unique_ptr<VectorIndex> create(const IndexSpec& spec);
-  static std::unique_ptr<VectorIndex> load(const std::string& path);
+  // The file is the same whatever the device it was saved from; `device` is where the loaded index runs.
+  static std::unique_ptr<VectorIndex> load(const std::string& path, IndexDevice device = IndexDevice::kCpu);
   ~VectorIndex();
   VectorIndex(const VectorIndex&) = delete;
   VectorIndex& operator=(const VectorIndex&) = delete;

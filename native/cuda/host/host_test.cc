@@ -18,9 +18,11 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda/host/batch_plan.h"
+#include "cuda/host/vector_batch.h"
 #include "cuda/host/model_layout.h"
 #include "cuda/host/weight_format.h"
 #include "cuda/host/workspace_layout.h"
@@ -719,6 +721,178 @@ void test_output_form() {
   check_throws([&] { cuda_output(OutputSpec{}, 1024); }, ErrorCode::kUnsupported, "pooling", "llama.cpp's pooling is unsupported");
 }
 
+
+// --- GPU vector search, host side (vector_batch.h) ----------------------------------------------------
+
+void test_vector_keys() {
+  std::vector<float> v = {-INFINITY, -3e38f, -1.5f, -1e-30f, -0.0f, 0.0f, 1e-30f, 0.25f, 1.0f, 3e38f, INFINITY};
+  for (int i = 0; i < 200; ++i) v.push_back(std::uniform_real_distribution<float>(-4, 4)(g_rng));
+  bool ordered = true, inverse = true;
+  for (float a : v) {
+    for (float b : v) {
+      if (a < b && !(ranking_key(a) < ranking_key(b))) ordered = false;
+    }
+    if (ranking_key(a) == 0 || key_value(ranking_key(a)) != a || std::signbit(key_value(ranking_key(a))) != std::signbit(a)) inverse = false;
+  }
+  check(ordered, "ranking keys: ordered as the floats");
+  check(inverse, "ranking keys: key_value inverts ranking_key, never key 0 for a number");
+  check(ranking_key(NAN) == 0 && ranking_key(-NAN) == 0, "ranking keys: a NaN is key 0 (excluded), never above +inf");
+}
+
+void test_group_by_cell() {
+  for (int round = 0; round < 50; ++round) {
+    const size_t nq = uniform(0, 40), nprobe = uniform(1, 6), nlist = uniform(1, 20);
+    std::vector<int32_t> probes(nq * nprobe);
+    for (auto& p : probes) p = uniform(-1, static_cast<int>(nlist));  // -1 and nlist: skipped
+    const CellGroups g = group_by_cell(probes.data(), nq, nprobe, nlist);
+    bool ok = g.offsets.size() == g.cells.size() + 1 && g.offsets.front() == 0 && g.offsets.back() == g.entries.size();
+    size_t expected = 0;
+    for (int32_t p : probes) expected += p >= 0 && static_cast<size_t>(p) < nlist;
+    ok = ok && g.entries.size() == expected;
+    std::vector<int> seen(nq * nprobe, 0);
+    for (size_t c = 0; ok && c < g.cells.size(); ++c) {
+      ok = (c == 0 || g.cells[c - 1] < g.cells[c]) && g.offsets[c] < g.offsets[c + 1];
+      for (size_t j = g.offsets[c]; ok && j < g.offsets[c + 1]; ++j) {
+        ok = probes[g.entries[j]] == g.cells[c] && (j == g.offsets[c] || g.entries[j - 1] < g.entries[j]);
+        ++seen[g.entries[j]];
+      }
+    }
+    for (size_t e = 0; ok && e < seen.size(); ++e) ok = seen[e] == (probes[e] >= 0 && static_cast<size_t>(probes[e]) < nlist ? 1 : 0);
+    check(ok, "group_by_cell round " + std::to_string(round) + ": every valid (query, cell) once, under its cell, in query order");
+  }
+}
+
+void test_merge_top_k() {
+  for (int round = 0; round < 50; ++round) {
+    const size_t nq = uniform(1, 5), lists = uniform(1, 5), per = uniform(1, 6), k = uniform(1, 40);
+    std::vector<float> keys(nq * lists * per);
+    std::vector<int64_t> tags(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      keys[i] = static_cast<float>(uniform(0, 4));  // few values: ties
+      tags[i] = uniform(0, 3) == 0 ? -1 : static_cast<int64_t>(i * 7 % 101);
+    }
+    std::vector<float> out_keys(nq * k);
+    std::vector<int64_t> out_tags(nq * k);
+    merge_top_k(keys.data(), tags.data(), nq, lists, per, k, out_keys.data(), out_tags.data());
+    bool ok = true;
+    for (size_t q = 0; q < nq; ++q) {
+      std::vector<std::pair<float, int64_t>> all;
+      for (size_t i = q * lists * per; i < (q + 1) * lists * per; ++i) {
+        if (tags[i] >= 0) all.emplace_back(-keys[i], tags[i]);  // sorted ascending: best first, ties by tag
+      }
+      std::sort(all.begin(), all.end());
+      for (size_t i = 0; i < k; ++i) {
+        if (i < all.size()) {
+          ok = ok && out_tags[q * k + i] == all[i].second && out_keys[q * k + i] == -all[i].first;
+        } else {
+          ok = ok && out_tags[q * k + i] == -1;
+        }
+      }
+    }
+    check(ok, "merge_top_k round " + std::to_string(round) + ": the k best of every list, ties by tag, -1 past the candidates");
+  }
+}
+
+// A runner whose first batch waits at a gate until the test has queued the calls it wants batched.
+struct GatedRunner {
+  std::mutex m;
+  std::condition_variable cv;
+  bool open = false;
+  std::vector<std::vector<float>> batches;  // each batch's calls, by their first query value
+  bool fail_next = false;
+  void operator()(const std::vector<BatchCall*>& batch) {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return open; });
+    batches.emplace_back();
+    for (const BatchCall* c : batch) batches.back().push_back(c->queries[0]);
+    if (fail_next) {
+      fail_next = false;
+      throw Error(ErrorCode::kEngineFailure, "device failed");
+    }
+    for (BatchCall* c : batch) {
+      c->scores->assign(c->nq * c->k, c->queries[0]);  // each call's answer: its own first query value
+      c->ids->assign(c->nq * c->k, static_cast<int64_t>(c->k));
+    }
+  }
+};
+
+void test_batcher() {
+  GatedRunner gate;
+  SearchBatcher batcher(8, 1000, [&](const std::vector<BatchCall*>& b) { gate(b); });
+  struct Caller {
+    float query;
+    size_t nq, k;
+    int32_t nprobe;
+    bool filtered;
+    std::vector<float> scores;
+    std::vector<int64_t> ids;
+    std::string error;
+  };
+  // the first call holds the gate; the others queue behind it, in this order
+  std::vector<Caller> calls = {{1, 1, 10, 8, false, {}, {}, {}}, {2, 3, 10, 8, false, {}, {}, {}}, {3, 3, 10, 8, false, {}, {}, {}},
+                               {4, 3, 10, 8, false, {}, {}, {}}, {5, 1, 20, 8, false, {}, {}, {}}, {6, 1, 10, 8, true, {}, {}, {}},
+                               {7, 1, 10, 4, false, {}, {}, {}}, {8, 2, 10, 8, false, {}, {}, {}}};
+  const std::vector<int64_t> filter = {1, 2};
+  std::vector<std::thread> threads;
+  auto start = [&](size_t i) {
+    threads.emplace_back([&, i] {
+      Caller& c = calls[i];
+      std::vector<float> q(c.nq * 4, c.query);
+      BatchCall call;
+      call.queries = q.data();
+      call.nq = c.nq;
+      call.k = c.k;
+      call.nprobe = c.nprobe;
+      call.allow = c.filtered ? &filter : nullptr;
+      call.scores = &c.scores;
+      call.ids = &c.ids;
+      try {
+        batcher.run(call);
+      } catch (const Error& e) {
+        c.error = e.what();
+      }
+    });
+  };
+  start(0);
+  while (batcher.batches() != 1) std::this_thread::yield();  // the first call runs (at the gate)
+  for (size_t i = 1; i < calls.size(); ++i) {
+    start(i);
+    while (batcher.waiting() != i) std::this_thread::yield();
+  }
+  {
+    std::lock_guard<std::mutex> lock(gate.m);
+    gate.open = true;
+  }
+  gate.cv.notify_all();
+  for (auto& t : threads) t.join();
+
+  // expected batches, oldest call first: [1] [2 3 8] (8 queries; 4 would pass 8) [4] [5] [6 alone] [7]
+  const std::vector<std::vector<float>> want = {{1}, {2, 3, 8}, {4}, {5}, {6}, {7}};
+  check(gate.batches == want, "batcher: FIFO batches of one key, at most 8 queries, a filtered call alone");
+  check(batcher.batches() == 6 && batcher.largest_batch() == 3, "batcher: counts of batches and their largest");
+  bool answered = true;
+  for (const Caller& c : calls) {
+    answered = answered && c.error.empty() && c.scores.size() == c.nq * c.k && c.scores[0] == c.query && c.ids[0] == static_cast<int64_t>(c.k);
+  }
+  check(answered, "batcher: every call gets its own rows of its batch's answer");
+
+  // a batch that fails answers each of its calls with the error; the batcher goes on
+  gate.fail_next = true;
+  std::vector<float> q(4, 9), scores;
+  std::vector<int64_t> ids;
+  BatchCall call;
+  call.queries = q.data();
+  call.nq = 1;
+  call.k = 3;
+  call.scores = &scores;
+  call.ids = &ids;
+  check_throws([&] { batcher.run(call); }, ErrorCode::kEngineFailure, "device failed", "batcher: a failed batch rethrows in its call");
+  BatchCall again = call;
+  again.error = nullptr;
+  again.done = false;
+  batcher.run(again);
+  check(scores.size() == 3 && scores[0] == 9, "batcher: the next call runs after a failed batch");
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -746,6 +920,10 @@ int main(int argc, char** argv) {
   test_activation_layout();
   test_input_layout();
   test_output_form();
+  test_vector_keys();
+  test_group_by_cell();
+  test_merge_top_k();
+  test_batcher();
   if (g_failures > 0) {
     std::printf("FAIL: %d of %d checks failed (seed %llu)\n", g_failures, g_checks, seed);
     return 1;
