@@ -61,6 +61,9 @@ export interface IndexHits {
   scores: Float32Array;
 }
 
+/** The most results one query of a search may ask for. */
+export const MAX_SEARCH_K = 100_000;
+
 const optionalPositive = positiveInt.optional();
 const indexOptionsSchema = z
   .object({
@@ -173,7 +176,7 @@ export class VectorIndex {
   /** The k nearest vectors of each query, best first (fewer when fewer exist or pass the filter). */
   async search(queries: Float32Array | readonly Float32Array[], k: number, options: IndexSearchOptions = {}): Promise<IndexHits[]> {
     const stack = callerStack();
-    if (!Number.isInteger(k) || k < 1 || k > 100_000) throw invalid('k must be an integer between 1 and 100000');
+    if (!Number.isInteger(k) || k < 1 || k > MAX_SEARCH_K) throw invalid(`k must be an integer between 1 and ${MAX_SEARCH_K}`);
     const o = parseOptions(searchOptionsSchema, options, 'options');
     const q = toVectors(queries, this.spec.dim, 'queries');
     const allow = o.filter === undefined ? null : toIds(o.filter as Ids, 'options.filter');
