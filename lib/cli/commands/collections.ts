@@ -41,7 +41,7 @@ export function registerCollections(program: Command, io: CliIO): void {
         const col = await se.collection(flags.collection, { index: { kind: flags.index as 'hnsw' }, reindex: flags.reindex });
         const r = await col.ingest(source, { mapping: mappingFrom(flags.mapping), onProgress: (p) => bar.update(p.read, p.read) });
         bar.stop();
-        io.stdout.write(`read ${r.read}, upserted ${r.upserted}, unchanged ${r.unchanged}, embedded ${r.embedded}, rejected ${r.rejected}; collection ${flags.collection} holds ${col.size} products\n`);
+        io.stdout.write(`read ${r.read}, upserted ${r.upserted}, unchanged ${r.unchanged}, embedded ${r.embedded}, rejected ${r.rejected}; collection ${flags.collection} holds ${await col.count()} products\n`);
         for (const e of r.errors.slice(0, 10)) io.stderr.write(`  line ${e.at}: ${e.reason}\n`);
         if (r.rejected > 0) process.exitCode = 3; // partial success, for scripts
       } finally {

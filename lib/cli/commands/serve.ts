@@ -131,7 +131,7 @@ export function registerServe(program: Command, io: CliIO): void {
       const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker, onKeywordIndexProgress: keywordBuildLog(log) });
       if (noSqlite) log.warn({ reason: noSqlite }, 'collections and /v1/search are off');
       if (search && flags.demo) {
-        if (!search.has('demo')) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
+        if (!(await search.has('demo'))) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
         const demo = await ensureDemoCollection(search, 'demo');
         log.info({ collection: 'demo', products: demo.size, created: demo.created, data: flags.data }, demo.created ? 'demo catalog ingested' : 'demo catalog ready');
       }
