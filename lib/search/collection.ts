@@ -192,9 +192,9 @@ export class Collection {
     }));
   }
 
-  /** Removes products and their vectors; returns how many existed. */
+  /** Removes products and their vectors; returns how many existed (an id given twice counts once). */
   delete(ids: string[]): Promise<number> {
-    return this.lease(() => this.exclusive(() => this.store.delete(ids)));
+    return this.lease(() => this.exclusive(() => this.store.delete([...new Set(ids)])));
   }
 
   /** Vector recall: best products first, by their best vector; `filter` applies inside the search. */
