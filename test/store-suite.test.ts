@@ -155,6 +155,26 @@ describe.each(STORES)('$store store', ({ store, location }) => {
   });
 });
 
+describe('replicas on one Postgres store', () => {
+  it('a collection dropped and made again through one engine is seen so by the other (no stale handle)', async () => {
+    const [a, b] = await Promise.all([open(pg.url), open(pg.url)]);
+    await (await a.create('shared', { mapping: MAPPING })).ingest(products(10));
+    expect((await vectorSearch(b, 'shared', 'headphones')).results).toHaveLength(10);
+    await a.drop('shared');
+    await rejectsWithCode(b.search('shared', 'headphones'), 'COLLECTION_NOT_FOUND');
+    expect(await b.has('shared')).toBe(false);
+    await (await a.create('shared', { mapping: MAPPING })).ingest(products(3, 100));
+    expect((await vectorSearch(b, 'shared', 'headphones')).results.map((h) => h.id).sort()).toEqual(['sku-100', 'sku-101', 'sku-102']);
+    // dropped and made again between two searches of b: one search may say so, the next one works
+    await a.drop('shared');
+    await (await a.create('shared', { mapping: MAPPING })).ingest(products(2, 200));
+    const first = await vectorSearch(b, 'shared', 'headphones').catch((e: { code: string }) => e.code);
+    if (first !== 'COLLECTION_NOT_FOUND') expect((first as { results: unknown[] }).results).toHaveLength(2);
+    expect((await vectorSearch(b, 'shared', 'headphones')).results).toHaveLength(2);
+    await Promise.all([a.close(), b.close()]);
+  });
+});
+
 describe('both stores', () => {
   it('give the same candidates and scores for the same vectors with exact search', async () => {
     const engines = await Promise.all(STORES.map((s) => open(s.location())));

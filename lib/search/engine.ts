@@ -177,6 +177,8 @@ export function signalsProblem(signals: unknown): Problem | undefined {
 export class SearchEngine {
   // one opening per name, shared by every caller (a failed one is removed: the next call tries again)
   private readonly collections = new Map<string, Promise<Collection>>();
+  // the openings that succeeded (only those can be stale: see forget)
+  private readonly opened = new WeakSet<Promise<Collection>>();
   // names being dropped, to the end of the drop (the name is unknown meanwhile)
   private readonly dropping = new Map<string, Promise<void>>();
   private closing?: Promise<void>;
@@ -234,7 +236,7 @@ export class SearchEngine {
       const report = this.onKeywordIndexProgress;
       const onKeywordIndexProgress = options.onKeywordIndexProgress ?? (report && ((p: KeywordBuildProgress) => report(name, p)));
       const opening = Collection.open(this.store, name, this.embedder, { ...options, onKeywordIndexProgress });
-      opening.catch(() => this.collections.get(name) === opening && this.collections.delete(name));
+      opening.then(() => this.opened.add(opening), () => this.collections.get(name) === opening && this.collections.delete(name));
       this.collections.set(name, (p = opening));
     }
     return p;
@@ -267,8 +269,22 @@ export class SearchEngine {
   async has(name: string): Promise<boolean> {
     checkCollectionName(name);
     this.checkOpen();
-    const stored = this.collections.has(name) || (await this.store.exists(name));
+    const opening = this.collections.get(name);
+    if (opening && !this.opened.has(opening)) return !this.dropping.has(name); // being opened (or created) here
+    const stored = await this.store.exists(name);
+    if (!stored) this.forget(name);
     return stored && !this.dropping.has(name); // read after the await: a drop may have begun meanwhile
+  }
+
+  /**
+   * Forgets an open collection the store no longer has, or has again under a new identity (a shared
+   * store: another process dropped it, and perhaps made it again): the next call opens it afresh.
+   */
+  private forget(name: string): void {
+    const opening = this.collections.get(name);
+    if (!opening || !this.opened.has(opening) || this.dropping.has(name)) return;
+    this.collections.delete(name);
+    void opening.then((c) => c.close(notFound(name)));
   }
 
   /** Opens a collection that must exist (COLLECTION_NOT_FOUND otherwise). */
@@ -339,7 +355,12 @@ export class SearchEngine {
     const fusionBad = recallFusionProblem(options.fusion ?? {});
     if (fusionBad) throw invalidInput('fusion', fusionBad);
     const col = await this.existing(collectionName);
-    return col.lease(() => this.searchIn(col, query, { ...options, recallK, keywordK, topN }, weights, t0));
+    try {
+      return await col.lease(() => this.searchIn(col, query, { ...options, recallK, keywordK, topN }, weights, t0));
+    } catch (err) {
+      if ((err as QrankError).code === 'COLLECTION_NOT_FOUND') this.forget(collectionName);
+      throw err;
+    }
   }
 
   private async searchIn(col: Collection, query: string, options: CheckedSearch, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
