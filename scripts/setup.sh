@@ -11,6 +11,8 @@ PACKAGES=(cmake ninja-build g++ make git python3 libfaiss-dev libopenblas-dev)
 # only the web page's browser test uses Chromium (the test is skipped without it); it is installed
 # with its recommended packages (fonts, Mesa), as on the machines where the test was seen to work
 BROWSER=(chromium)
+# only the replica test (two qrank servers behind a load balancer) uses haproxy; skipped without it
+LOADBALANCER=(haproxy)
 
 missing() {
   for p in "$@"; do
@@ -28,6 +30,8 @@ need=($(missing "${PACKAGES[@]}"))
 if ((${#need[@]})); then apt_install --no-install-recommends "${need[@]}"; fi
 need=($(missing "${BROWSER[@]}"))
 if ((${#need[@]})); then apt_install "${need[@]}"; fi
+need=($(missing "${LOADBALANCER[@]}"))
+if ((${#need[@]})); then apt_install --no-install-recommends "${need[@]}" || echo "qrank: could not install haproxy: test/replicas.test.ts is skipped" >&2; fi
 
 # The CUDA build (npm run build:cuda, which CI compiles) needs cuBLASLt beside nvcc. Where nvcc is
 # installed and cuBLASLt is found nowhere (scripts/find-cuda.cmake), the nvidia-cublas pip package

@@ -71,10 +71,10 @@ describe('lone surrogates (item 5)', () => {
     expect(r.errors.map((e) => e.at)).toEqual([2, 4, 5, 6]);
     expect(r.errors[0].reason).toMatch(/'title_en'.*lone surrogate/);
     expect(r.errors[2].reason).toMatch(/'meta\.tags\[1\]'.*lone surrogate/);
-    expect(col.pendingCount()).toBe(0);
+    expect(await col.pendingCount()).toBe(0);
     const later = await col.ingest(good.slice(2));
     expect(later).toMatchObject({ upserted: 2, rejected: 0, embedded: 2 });
-    expect(col.vectorCount).toBe(4);
+    expect(await col.vectorCount()).toBe(4);
     se.close();
   });
 
@@ -85,18 +85,18 @@ describe('lone surrogates (item 5)', () => {
     plantUnembeddableRow(data, 'p', 'legacy-1');
     const se2 = await SearchEngine.open({ dir: data, embedder: em, reranker: rr });
     const col = await se2.collection('p');
-    expect(col.pendingCount()).toBe(0);
-    expect(col.size).toBe(5); // the row that can never be embedded is gone, the others are intact
-    expect(col.vectorCount).toBe(5);
+    expect(await col.pendingCount()).toBe(0);
+    expect(await col.count()).toBe(5); // the row that can never be embedded is gone, the others are intact
+    expect(await col.vectorCount()).toBe(5);
     expect((await col.ingest(products(3, 5))).embedded).toBe(3);
     // and while the collection is open: the next ingestion reports it and goes on
     plantUnembeddableRow(data, 'p', 'legacy-2');
     const r = await col.ingest(products(2, 8));
     expect(r).toMatchObject({ upserted: 2, embedded: 2, rejected: 1 });
     expect(r.errors).toEqual([{ at: 0, reason: expect.stringMatching(/'legacy-2'.*removed/) }]);
-    expect(col.pendingCount()).toBe(0);
-    expect(col.size).toBe(10);
-    expect(col.vectorCount).toBe(10);
+    expect(await col.pendingCount()).toBe(0);
+    expect(await col.count()).toBe(10);
+    expect(await col.vectorCount()).toBe(10);
     se2.close();
   });
 
@@ -183,7 +183,7 @@ describe('ragged CSV rows (item 7)', () => {
     const r = await col.ingest(join(dir, 'ragged.csv'), { batchSize: 128 });
     expect(r).toMatchObject({ read: 1000, upserted: 999, rejected: 1 });
     expect(r.errors).toEqual([{ at: 502, reason: expect.stringMatching(/4 columns.*header has 3/) }]);
-    expect(col.size).toBe(999);
+    expect(await col.count()).toBe(999);
     se.close();
   });
 
@@ -199,7 +199,7 @@ describe('ragged CSV rows (item 7)', () => {
         { at: 15, reason: expect.stringMatching(/1 columns.*header has 3/) },
       ]);
       expect(r).toMatchObject({ read: 8, rejected: 2 });
-      const byId = new Map([...col.rows([1, 2, 3, 4, 5, 6]).values()].map((p) => [p.id, p.fields.title_en]));
+      const byId = new Map([...(await col.rows([1, 2, 3, 4, 5, 6])).values()].map((p) => [p.id, p.fields.title_en]));
       expect([...byId.keys()]).toEqual(['sku-1', 'sku-2', 'sku-3', 'sku-4', 'sku-6', 'sku-7']);
       expect(byId.get('sku-2')).toBe(`two${eol}lines${eol}long`);
       expect(byId.get('sku-4')).toBe('sh"ort quote'); // a quote inside an unquoted field is kept as it is
@@ -239,7 +239,7 @@ describe('ragged CSV rows (item 7)', () => {
     writeFileSync(join(dir, 'proto.csv'), 'sku,title_en,__proto__,constructor\n1,hello,polluted,c\n');
     const r = await col.ingest(join(dir, 'proto.csv'));
     expect(r).toMatchObject({ upserted: 1, rejected: 0 });
-    const [row] = [...col.rows([1]).values()];
+    const [row] = [...(await col.rows([1])).values()];
     expect(Object.getOwnPropertyNames(row.fields)).toEqual(['sku', 'title_en', '__proto__', 'constructor']);
     expect(row.rerankText).toBe('hello polluted');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
@@ -331,16 +331,16 @@ describe('prototype keys (item 12)', () => {
     const r = await col.ingest(join(dir, 'proto.jsonl'));
     expect(r.errors[0]).toMatchObject({ at: 1, reason: expect.stringMatching(/'__proto__' is not a number/) });
     expect(r).toMatchObject({ upserted: 2, rejected: 1 });
-    const rows = [...col.rows([1, 2]).values()];
+    const rows = [...(await col.rows([1, 2])).values()];
     expect(rows.map((x) => x.id)).toEqual(['b', 'c']);
     expect(Object.getOwnPropertyNames(rows[0].fields)).toEqual(['sku', 'title', '__proto__', 'price']);
     expect(Object.getOwnPropertyDescriptor(rows[0].fields, '__proto__')?.value).toBe(7);
     expect(Object.getPrototypeOf(rows[0].fields)).toBe(Object.prototype);
     expect(rows[0].fields.price).toBe(3);
-    expect(col.rows([2]).get(2)?.rerankText).toBe('');
+    expect((await col.rows([2])).get(2)?.rerankText).toBe('');
     const ok = await col.ingest(['{"sku":"a","title":"A","__proto__":{"title":"inner"},"constructor":"C","prototype":"P"}'].map((l) => JSON.parse(l)), { mapping: { id: 'sku', embed: '{title} {__proto__.title}', rerank: '{constructor} {prototype}' } });
     expect(ok).toMatchObject({ upserted: 1, rejected: 0 });
-    const a = [...col.rows([3]).values()][0];
+    const a = [...(await col.rows([3])).values()][0];
     expect(a.rerankText).toBe('C P');
     expect(({} as Record<string, unknown>).title).toBeUndefined();
     se.close();
@@ -364,7 +364,7 @@ describe('JSON array sources', () => {
     expect(r.errors.map((e) => e.at)).toEqual([3, 4, 5]);
     expect(r.errors.map((e) => e.reason)).toEqual([expect.stringMatching(/deeper than 32/), 'not a JSON object', expect.stringMatching(/lone surrogate/)]);
     expect(r).toMatchObject({ read: 6, upserted: 3, rejected: 3 });
-    const p = col.rows([2]).get(2)!;
+    const p = (await col.rows([2])).get(2)!;
     expect(p.id).toBe('p');
     expect(Object.getOwnPropertyNames(p.fields)).toEqual(['sku', 'title_en', '__proto__', 'n', 'list']);
     expect(p.fields.n).toEqual(JSON.parse('{"__proto__":5}'));
@@ -396,12 +396,12 @@ describe('mappings are validated in one place (item 13)', () => {
     expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, rerank: 'no fields here' } }), 'INVALID_INPUT')).message).toMatch(/^mapping\.rerank: .*names no field/);
     expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, embed: ['{a}', '{b}\ud800'] } }), 'INVALID_INPUT')).message).toMatch(/^mapping\.embed\.1: /);
     expect((await rejectsWithCode(col.ingest(products(2), { mapping: { ...MAPPING, extra: 1 } as never }), 'INVALID_INPUT')).message).toMatch(/extra/);
-    expect(col.mapping).toBeUndefined(); // nothing invalid was stored
+    expect(await col.mapping()).toBeUndefined(); // nothing invalid was stored
     for (const batchSize of [0, -1, 1.5, Number.NaN, 1e9]) await rejectsWithCode(col.ingest(products(2), { mapping: MAPPING, batchSize }), 'INVALID_INPUT');
-    expect(col.size).toBe(0);
+    expect(await col.count()).toBe(0);
     await rejectsWithCode(se.collection('q', { mapping: { id: 'id' } as never }), 'INVALID_INPUT');
     await rejectsWithCode(Collection.open(data, 'r', em, { mapping: { embed: 1 } as never }), 'INVALID_INPUT');
-    expect(se.names()).toEqual(['p']);
+    expect(await se.names()).toEqual(['p']);
     se.close();
   });
 
@@ -414,12 +414,12 @@ describe('mappings are validated in one place (item 13)', () => {
     db.close();
     const se2 = await SearchEngine.open({ dir: data, embedder: em });
     const col = await se2.collection('p');
-    expect(col.info()).toMatchObject({ name: 'p', size: 0 });
-    expect(col.mapping).toBeUndefined();
+    expect(await col.info()).toMatchObject({ name: 'p', size: 0 });
+    expect(await col.mapping()).toBeUndefined();
     const e = await rejectsWithCode(col.ingest(products(2)), 'INVALID_INPUT');
     expect(e.message).toMatch(/stored mapping of collection 'p' is invalid \(mapping\.embed: /);
     expect(await col.ingest(products(2), { mapping: MAPPING })).toMatchObject({ upserted: 2 });
-    expect(col.mapping).toEqual(MAPPING);
+    expect(await col.mapping()).toEqual(MAPPING);
     se2.close();
   });
 });

@@ -55,7 +55,7 @@ describe('opening a collection (item 8)', () => {
     const failed = await Promise.all(Array.from({ length: 5 }, () => outcome(se2.existing('p'))));
     expect(failed).toEqual(Array(5).fill('BAD_INDEX'));
     copyFileSync(join(dir, 'p.qrix.good'), join(dir, 'p.qrix'));
-    expect((await se2.existing('p')).size).toBe(10);
+    expect(await (await se2.existing('p')).count()).toBe(10);
     await se2.close();
   });
 });
@@ -84,9 +84,9 @@ describe('a collection that cannot be opened', () => {
     const se = await SearchEngine.open({ dir, embedder: em });
     await rejectsWithCode(se.create('bad', { index: { kind: 'hnsw', m: 1 } }), 'INVALID_INPUT');
     expect(existsSync(join(dir, 'bad.sqlite'))).toBe(false);
-    expect(se.has('bad')).toBe(false);
+    expect(await se.has('bad')).toBe(false);
     expect(await se.list()).toEqual([]);
-    expect((await se.create('bad', { index: { kind: 'flat' } })).size).toBe(0);
+    expect(await (await se.create('bad', { index: { kind: 'flat' } })).count()).toBe(0);
     await se.close();
   });
 });
@@ -108,13 +108,13 @@ describe('drop and close while work runs (item 9)', () => {
     expect(await deleted).toBe(2);
     await drop;
     for (const suffix of ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix']) expect(existsSync(join(dir, `p${suffix}`))).toBe(false);
-    expect(se.has('p')).toBe(false);
-    expect(se.names()).toEqual([]);
+    expect(await se.has('p')).toBe(false);
+    expect(await se.names()).toEqual([]);
     await rejectsWithCode(se.search('p', 'x'), 'COLLECTION_NOT_FOUND');
     await rejectsWithCode(col.ingest(products(1)), 'COLLECTION_NOT_FOUND');
-    expect(() => col.info()).toThrow(/no collection named 'p'/);
+    await expect(col.info()).rejects.toThrow(/no collection named 'p'/);
     // the name is free again: a new, empty collection
-    expect((await se.create('p', { mapping: MAPPING })).size).toBe(0);
+    expect(await (await se.create('p', { mapping: MAPPING })).count()).toBe(0);
     await se.close();
   });
 
@@ -126,7 +126,7 @@ describe('drop and close while work runs (item 9)', () => {
     const drop = se.drop('p');
     const created = se.create('p', { mapping: MAPPING });
     await drop;
-    expect((await created).size).toBe(0);
+    expect(await (await created).count()).toBe(0);
     await se.close();
   });
 
@@ -310,7 +310,7 @@ describe('collection names (item 20)', () => {
     writeFileSync(join(base, 'x.sqlite'), '');
     const se = await SearchEngine.open({ dir, embedder: em });
     for (const name of ['../x', '../y', 'a/b', '..', '', 'x'.repeat(65), 'a b', 'x\0', 42 as unknown as string]) {
-      expect(() => se.has(name), String(name)).toThrow(/collection name/);
+      await expect(se.has(name), String(name)).rejects.toThrow(/collection name/);
       for (const call of [() => se.existing(name), () => se.create(name), () => se.drop(name), () => se.collection(name), () => se.search(name, 'q')]) {
         await rejectsWithCode(call(), 'INVALID_INPUT');
       }

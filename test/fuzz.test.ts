@@ -65,9 +65,9 @@ afterAll(async () => {
  * under test without their vectors (the next ingestion would stumble on them).
  */
 async function poisoned(): Promise<string | undefined> {
-  for (const name of se.names()) {
+  for (const name of await se.names()) {
     try {
-      const info = (await se.existing(name)).info();
+      const info = await (await se.existing(name)).info();
       if (name === TARGET && (info.pending !== 0 || info.vectors !== info.size)) return `collection ${name} left inconsistent: ${JSON.stringify(info)}`;
     } catch (err) {
       return `collection ${name} cannot be opened any more: ${(err as Error).message}`;
@@ -78,14 +78,14 @@ async function poisoned(): Promise<string | undefined> {
 
 /** The collection under test, (re)made when a probe deleted it. */
 async function ensureTarget(): Promise<void> {
-  if (se.has(TARGET)) return;
+  if (await se.has(TARGET)) return;
   const c = await se.create(TARGET, { index: { kind: 'flat' }, mapping: MAPPING });
   await c.ingest(products(30));
 }
 
 /** After a probe: drops what a probe broke (reported already), then remakes the collection under test. */
 async function repair(): Promise<void> {
-  if (await poisoned()) for (const name of se.names()) await se.drop(name).catch(() => rmCollectionFiles(name));
+  if (await poisoned()) for (const name of await se.names()) await se.drop(name).catch(() => rmCollectionFiles(name));
   await ensureTarget();
 }
 
@@ -376,7 +376,7 @@ describe(`fuzz (seed ${SEED})`, () => {
     expect(upsert.status).toBe(200);
     expect(upsert.json).toMatchObject({ upserted: 2, embedded: 2, rejected: 0 });
     expect((await send({ method: 'GET', path: '/v1/collections', headers: {}, label: 'list' })).status).toBe(200);
-    const info = (await se.existing(TARGET)).info();
+    const info = await (await se.existing(TARGET)).info();
     expect(info.vectors).toBe(info.size);
   });
 });

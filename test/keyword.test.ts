@@ -206,7 +206,7 @@ describe('keyword recall in a collection', () => {
     expect(await first('NOT headphones')).toBeDefined();
     expect(await first('c0:WH-1000XM5')).toBe('WH-1000XM5');
     expect(await first('sonora*')).toBe('WH-1000XM5');
-    expect((await se.collection('p')).size).toBe(210);
+    expect(await (await se.collection('p')).count()).toBe(210);
   });
 
   it('falls back to vector recall for a query without terms, in hybrid and keyword recall alike', async () => {
@@ -338,7 +338,7 @@ describe('the keyword index and the store', () => {
     const se = await SearchEngine.open({ dir: data, embedder: em });
     const col = await se.collection('p');
     await col.ingest(feed);
-    expect(col.size).toBe(3000);
+    expect(await col.count()).toBe(3000);
     const done = inSync(join(data, 'p.sqlite'));
     expect(done.keywords).toEqual(done.products);
     expect(done.keywords).toHaveLength(3000);
@@ -363,8 +363,8 @@ describe('the keyword index and the store', () => {
     expect(progress[0]).toEqual({ collection: 'p', done: 0, total: 4510 });
     expect(progress.at(-1)).toEqual({ collection: 'p', done: 4510, total: 4510 });
     expect(progress.length).toBeGreaterThanOrEqual(4); // batches of 2000: 0, 2000, 4000, 4510
-    expect(col.hasKeywordIndex).toBe(true);
-    expect(col.info().keywords).toEqual([{ template: '{sku} | {brand}', weight: 4 }, { template: '{title}', weight: 1 }]);
+    expect(await col.hasKeywordIndex()).toBe(true);
+    expect((await col.info()).keywords).toEqual([{ template: '{sku} | {brand}', weight: 4 }, { template: '{title}', weight: 1 }]);
     expect((await se.search('p', 'WH-1000XM5', { recall: 'keyword' })).results[0].id).toBe('WH-1000XM5');
     await se.close();
     const again: unknown[] = [];
@@ -423,8 +423,8 @@ describe('the keyword index and the store', () => {
     expect(progress).toEqual([0, 10]);
     expect((await se.search('p', 'Kitchen', { recall: 'keyword', topN: 5 })).results.map((h) => h.id).sort()).toEqual(['JA-2', 'ZH-2']);
     await col.ingest([], { mapping: { ...SHOP, keyword: false } });
-    expect(col.hasKeywordIndex).toBe(false);
-    expect(col.info().keywords).toEqual([]);
+    expect(await col.hasKeywordIndex()).toBe(false);
+    expect((await col.info()).keywords).toEqual([]);
     expect((await se.search('p', 'WH-1000XM5')).recall).toBe('vector');
     const e = await rejectsWithCode(se.search('p', 'WH-1000XM5', { recall: 'keyword' }), 'INVALID_INPUT');
     expect(e.message).toMatch(/needs a keyword index.*keyword: false/);

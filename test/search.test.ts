@@ -38,8 +38,8 @@ describe('ingestion', () => {
     writeFileSync(join(dir, 'p.json'), JSON.stringify(products(20, 60)));
     writeFileSync(join(dir, 'p.csv'), toCsv(products(20, 80)));
     for (const f of ['p.jsonl', 'p.json', 'p.csv']) expect((await col.ingest(join(dir, f))).upserted).toBe(20);
-    expect(col.size).toBe(100);
-    expect(col.vectorCount).toBe(100);
+    expect(await col.count()).toBe(100);
+    expect(await col.vectorCount()).toBe(100);
     // CSV numbers are stored as numbers (filters compare numerically)
     const csvHit = await se.search('p', 'auriculares', { filter: { category: 'Audio', price: { lte: 1000 } }, topN: 100, recallK: 100, rerank: false });
     expect(csvHit.results.some((h) => h.id === 'sku-80' && typeof h.fields.price === 'number')).toBe(true);
@@ -81,8 +81,8 @@ describe('ingestion', () => {
     writeFileSync(join(dir, 'bad-utf8.jsonl'), Buffer.concat([Buffer.from(JSON.stringify(products(1, 9)[0]) + '\n{"sku": "u", "title_en": "'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n')]));
     const e = await rejectsWithCode(col.ingest(join(dir, 'bad-utf8.jsonl'), { mapping: MAPPING }), 'INVALID_INPUT');
     expect(e.message).toMatch(/not valid UTF-8/);
-    expect(col.pendingCount()).toBe(0);
-    expect(col.vectorCount).toBe(col.size);
+    expect(await col.pendingCount()).toBe(0);
+    expect(await col.vectorCount()).toBe(await col.count());
     se.close();
   });
 
@@ -196,8 +196,8 @@ describe('consistency', () => {
     const se = await SearchEngine.open({ dir: join(dir, 'perlang'), embedder: em, reranker: rr });
     const col = await se.collection('p');
     await col.ingest(products(30), { mapping: { ...MAPPING, embed: ['{title_en}', '{title_zh}', '{title_es}'] } });
-    expect(col.size).toBe(30);
-    expect(col.vectorCount).toBe(90);
+    expect(await col.count()).toBe(30);
+    expect(await col.vectorCount()).toBe(90);
     const r = await se.search('p', '蓝牙耳机', { recallK: 10, topN: 10, rerank: false });
     expect(new Set(r.results.map((h) => h.id)).size).toBe(r.results.length); // one hit per product
     expect(r.results).toHaveLength(10);
@@ -209,14 +209,14 @@ describe('consistency', () => {
     const col = await se.collection('p');
     await col.ingest(products(20), { mapping: MAPPING });
     expect(await col.delete(['sku-1', 'sku-2', 'nope'])).toBe(2);
-    expect(col.size).toBe(18);
-    expect(col.vectorCount).toBe(18);
+    expect(await col.count()).toBe(18);
+    expect(await col.vectorCount()).toBe(18);
     const r = await se.search('p', 'x', { recallK: 20, topN: 20, rerank: false });
     expect(r.results.map((h) => h.id)).not.toContain('sku-1');
     se.close();
     // and it stays deleted after reopening
     const se2 = await SearchEngine.open({ dir: join(dir, 'delete'), embedder: em });
-    expect((await se2.collection('p')).vectorCount).toBe(18);
+    expect(await (await se2.collection('p')).vectorCount()).toBe(18);
     se2.close();
   });
 
@@ -234,8 +234,8 @@ describe('consistency', () => {
       const e = await rejectsWithCode(se2.collection('p'), 'MODEL_MISMATCH');
       expect(e.message).toMatch(/reindex: true/);
       const col = await se2.collection('p', { reindex: true });
-      expect(col.pendingCount()).toBe(0);
-      expect(col.vectorCount).toBe(10);
+      expect(await col.pendingCount()).toBe(0);
+      expect(await col.vectorCount()).toBe(10);
       await se2.close();
       // the same file under a differently worded description (an older qrank's) is the same model
       const db = new (require('better-sqlite3'))(join(dir, 'model', 'p.sqlite'));
@@ -243,7 +243,7 @@ describe('consistency', () => {
       db.prepare("UPDATE meta SET value = ? WHERE key = 'embedder'").run(JSON.stringify({ ...fp, description: 'qwen3 ?B all F32' }));
       db.close();
       const se3 = await SearchEngine.open({ dir: join(dir, 'model'), embedder: em2 });
-      expect((await se3.collection('p')).vectorCount).toBe(10);
+      expect(await (await se3.collection('p')).vectorCount()).toBe(10);
       await se3.close();
     } finally {
       await em2.close();
@@ -271,12 +271,12 @@ describe('consistency', () => {
 
     const se = await SearchEngine.open({ dir: data, embedder: em, reranker: rr });
     const col = await se.collection('p');
-    expect(col.pendingCount()).toBe(0); // reconciled: every stored product has its vector
-    expect(col.vectorCount).toBe(col.size);
-    expect(col.size).toBeGreaterThanOrEqual(320);
+    expect(await col.pendingCount()).toBe(0); // reconciled: every stored product has its vector
+    expect(await col.vectorCount()).toBe(await col.count());
+    expect(await col.count()).toBeGreaterThanOrEqual(320);
     const r = await col.ingest(feed); // finishing the job
-    expect(col.size).toBe(3000);
-    expect(col.vectorCount).toBe(3000);
+    expect(await col.count()).toBe(3000);
+    expect(await col.vectorCount()).toBe(3000);
     expect(r.upserted + r.unchanged).toBe(3000);
     const hits = await se.search('p', 'auriculares', { recallK: 50, topN: 50, rerank: false });
     expect(new Set(hits.results.map((h) => h.id)).size).toBe(50);

@@ -157,7 +157,7 @@ describe('drain (SIGTERM)', () => {
     expect(JSON.parse(answer.body).error).toMatchObject({ code: 'SHUTTING_DOWN', message: expect.stringMatching(/upload/) });
     await drained;
     // what was stored before the shutdown is consistent: every product has its vector
-    const info = (await se.existing('uploads')).info();
+    const info = await (await se.existing('uploads')).info();
     expect(info.pending).toBe(0);
     expect(info.vectors).toBe(info.size);
     expect(info.size).toBeLessThanOrEqual(100);

@@ -12,7 +12,7 @@ import { Embedder } from '../embedder';
 import { Reranker } from '../reranker';
 import { makeTestModel } from '../synthetic/model';
 import type { KeywordBuildProgress } from '../search/collection';
-import type { CliIO } from './io';
+import { type CliIO, UsageError } from './io';
 
 export interface ModelFlags {
   reranker?: string;
@@ -24,6 +24,18 @@ export interface ModelFlags {
 export function envOption(flags: string, description: string, env: string, defaultValue?: string): Option {
   const o = new Option(flags, description).env(env);
   return defaultValue === undefined ? o : o.default(defaultValue);
+}
+
+/** `--store` (QRANK_STORE): where the collections of a command live, when not in its data directory. */
+export function storeOption(): Option {
+  return envOption('--store <url|dir>', 'where the collections live: postgres://user:password@host:port/db (Postgres with pgvector) or a data directory', 'QRANK_STORE');
+}
+
+/** The store a command's flags name: --store, else its data directory; a usage error when neither is given. */
+export function storeOf(flags: { store?: string; dir?: string }): string {
+  const store = flags.store ?? flags.dir;
+  if (!store) throw new UsageError('say where the collections are: --dir <dir> or --store postgres://... (or QRANK_STORE)');
+  return store;
 }
 
 /** The model flags of commands that load models themselves (index, search, eval, rerank, embed, bench). */

@@ -34,11 +34,12 @@ export async function* demoRecords(dataset = DEMO_DATASET): AsyncGenerator<Recor
 
 /** Creates and fills the collection `name` from the demo catalog, unless it already exists. */
 export async function ensureDemoCollection(se: SearchEngine, name = 'demo', onProgress?: (p: IngestProgress) => void): Promise<{ created: boolean; size: number }> {
-  if (se.has(name)) {
+  if (await se.has(name)) {
     const c = await se.existing(name);
-    if (c.size > 0) return { created: false, size: c.size };
+    const size = await c.count();
+    if (size > 0) return { created: false, size };
   }
   const c = await se.collection(name, { index: { kind: 'hnsw' }, mapping: SHOP_MAPPING });
   await c.ingest(demoRecords(), { onProgress }); // the mapping stored at creation applies
-  return { created: true, size: c.size };
+  return { created: true, size: await c.count() };
 }

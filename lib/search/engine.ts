@@ -11,23 +11,26 @@
  * under keys that include the model, the instruction and the exact text, so a changed product text
  * is never served an old score.
  *
- * Collections: one opening per name, shared by concurrent first calls (a failed one is forgotten).
- * Names are checked first (checkCollectionName), so a name never reaches the file system unless it
- * stays in the data directory. `drop` makes the name unknown at once (COLLECTION_NOT_FOUND), lets
- * the searches, ingests and deletes already running finish, then closes the collection and removes
- * its files; `create` or `collection` of that name waits for the drop. `close` does the same for
- * every collection, and every later call is CLOSED.
+ * Collections live in a store (store.ts): a data directory (`dir`, the embedded SQLite + vector
+ * index files) or Postgres with pgvector (`store: 'postgres://...'`, pg-store.ts), where several
+ * processes serve one catalog. Collections: one opening per name, shared by concurrent first calls
+ * (a failed one is forgotten). Names are checked first (checkCollectionName), so a name never
+ * reaches the file system unless it stays in the data directory. `drop` makes the name unknown at
+ * once (COLLECTION_NOT_FOUND), lets the searches, ingests and deletes already running finish, then
+ * closes the collection and removes it from the store; `create` or `collection` of that name waits
+ * for the drop. `close` does the same for every collection, then closes the store, and every later
+ * call is CLOSED. `ready` says whether the store answers (the server's /ready).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import type { Embedder } from '../embedder';
 import { QrankError, invalid } from '../errors';
 import type { Reranker } from '../reranker';
 import { checkText, parseOptions, positiveInt } from '../validate';
-import { COLLECTION_NAME, Collection, type CollectionInfo, type KeywordBuildProgress, type Mapping, type OpenOptions, type ProductRow, type UnopenableCollection, checkCollectionName, fingerprint } from './collection';
+import { Collection, type CollectionInfo, type KeywordBuildProgress, type Mapping, type OpenOptions, type UnopenableCollection, checkCollectionName, fingerprint } from './collection';
+import { EmbeddedStore } from './embedded-store';
+import { type ProductRow, type Store, isPostgresUrl } from './store';
 import { type Filter, type Problem, fieldNameProblem, invalidInput, isPlainObject } from './filters';
 import { DEFAULT_RRF_K, MAX_RECALL_WEIGHT, MAX_RRF_K, reciprocalRankFusion } from './fusion';
 import { queryTerms } from './keyword-text';
@@ -144,7 +147,6 @@ const cacheOptions = z.object({ queryEmbeddingsBytes: positiveInt.optional(), re
 const DEFAULT_CACHE_BYTES = 32 << 20;
 // what lru-cache and V8 keep per entry beside the key and the value (an estimate)
 const ENTRY_OVERHEAD_BYTES = 128;
-const COLLECTION_FILES = ['.sqlite', '.sqlite-wal', '.sqlite-shm', '.qrix'];
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const notFound = (name: string) => new QrankError('COLLECTION_NOT_FOUND', `no collection named '${name}'; create it first (POST /v1/collections or qrank index)`);
@@ -175,6 +177,8 @@ export function signalsProblem(signals: unknown): Problem | undefined {
 export class SearchEngine {
   // one opening per name, shared by every caller (a failed one is removed: the next call tries again)
   private readonly collections = new Map<string, Promise<Collection>>();
+  // the openings that succeeded (only those can be stale: see forget)
+  private readonly opened = new WeakSet<Promise<Collection>>();
   // names being dropped, to the end of the drop (the name is unknown meanwhile)
   private readonly dropping = new Map<string, Promise<void>>();
   private closing?: Promise<void>;
@@ -183,7 +187,7 @@ export class SearchEngine {
   private readonly stats = { qHits: 0, qMisses: 0, sHits: 0, sMisses: 0 };
 
   private constructor(
-    private readonly dir: string,
+    private readonly store: Store,
     readonly embedder: Embedder,
     readonly reranker: Reranker | undefined,
     cache: CacheOptions,
@@ -193,10 +197,28 @@ export class SearchEngine {
     this.scoreCache = new LRUCache({ maxSize: cache.rerankScoresBytes ?? DEFAULT_CACHE_BYTES, sizeCalculation: (_v, k) => ENTRY_OVERHEAD_BYTES + k.length + 8 });
   }
 
-  /** `onKeywordIndexProgress`: progress of a keyword index build that opening a collection may do (once per collection made before keyword indexes). */
-  static async open(options: { dir: string; embedder: Embedder; reranker?: Reranker; cache?: CacheOptions; onKeywordIndexProgress?: (collection: string, p: KeywordBuildProgress) => void }): Promise<SearchEngine> {
-    if (!options?.dir || !options.embedder) throw invalid('SearchEngine.open needs { dir, embedder } (and a reranker for the second stage)');
-    return new SearchEngine(options.dir, options.embedder, options.reranker, parseOptions(cacheOptions, options.cache, 'cache'), options.onKeywordIndexProgress);
+  /**
+   * `store`: where the collections live, a data directory or a `postgres://` URL (default: `dir`).
+   * `onKeywordIndexProgress`: progress of a keyword index build that opening a collection may do
+   * (once per collection made before keyword indexes).
+   */
+  static async open(options: { dir?: string; store?: string; embedder: Embedder; reranker?: Reranker; cache?: CacheOptions; onKeywordIndexProgress?: (collection: string, p: KeywordBuildProgress) => void }): Promise<SearchEngine> {
+    const location = options?.store ?? options?.dir;
+    if (!location || typeof location !== 'string' || !options.embedder) throw invalid('SearchEngine.open needs { dir or store, embedder } (and a reranker for the second stage)');
+    const cache = parseOptions(cacheOptions, options.cache, 'cache');
+    const store = isPostgresUrl(location) ? await (await import('./pg-store')).PostgresStore.connect(location) : new EmbeddedStore(location);
+    return new SearchEngine(store, options.embedder, options.reranker, cache, options.onKeywordIndexProgress);
+  }
+
+  /** Which store holds the collections ('embedded' or 'postgres') and where, without credentials. */
+  get storeInfo(): { kind: string; location: string } {
+    return { kind: this.store.kind, location: this.store.location };
+  }
+
+  /** Resolves when the store answers; STORE_UNAVAILABLE (or CLOSED) otherwise. */
+  async ready(): Promise<void> {
+    this.checkOpen();
+    await this.store.ping();
   }
 
   /** Opens (or creates) a collection. `reindex: true` re-embeds it when the embedding model changed. */
@@ -213,21 +235,16 @@ export class SearchEngine {
     if (!p) {
       const report = this.onKeywordIndexProgress;
       const onKeywordIndexProgress = options.onKeywordIndexProgress ?? (report && ((p: KeywordBuildProgress) => report(name, p)));
-      const opening = Collection.open(this.dir, name, this.embedder, { ...options, onKeywordIndexProgress });
-      opening.catch(() => this.collections.get(name) === opening && this.collections.delete(name));
+      const opening = Collection.open(this.store, name, this.embedder, { ...options, onKeywordIndexProgress });
+      opening.then(() => this.opened.add(opening), () => this.collections.get(name) === opening && this.collections.delete(name));
       this.collections.set(name, (p = opening));
     }
     return p;
   }
 
-  /** Names of the collections stored in the data directory (not those being dropped). */
-  names(): string[] {
-    if (!existsSync(this.dir)) return [];
-    return readdirSync(this.dir)
-      .filter((f) => f.endsWith('.sqlite'))
-      .map((f) => f.slice(0, -'.sqlite'.length))
-      .filter((name) => COLLECTION_NAME.test(name) && !this.dropping.has(name))
-      .sort();
+  /** Names of the collections in the store (not those being dropped). */
+  async names(): Promise<string[]> {
+    return (await this.store.names()).filter((name) => !this.dropping.has(name));
   }
 
   /**
@@ -237,9 +254,9 @@ export class SearchEngine {
    */
   async list(): Promise<(CollectionInfo | UnopenableCollection)[]> {
     const infos: (CollectionInfo | UnopenableCollection)[] = [];
-    for (const name of this.names()) {
+    for (const name of await this.names()) {
       try {
-        infos.push((await this.existing(name)).info());
+        infos.push(await (await this.existing(name)).info());
       } catch (err) {
         const e = err as QrankError;
         if (e.code === 'COLLECTION_NOT_FOUND') continue;
@@ -249,15 +266,30 @@ export class SearchEngine {
     return infos;
   }
 
-  has(name: string): boolean {
+  async has(name: string): Promise<boolean> {
     checkCollectionName(name);
     this.checkOpen();
-    return !this.dropping.has(name) && (this.collections.has(name) || existsSync(join(this.dir, `${name}.sqlite`)));
+    const opening = this.collections.get(name);
+    if (opening && !this.opened.has(opening)) return !this.dropping.has(name); // being opened (or created) here
+    const stored = await this.store.exists(name);
+    if (!stored) this.forget(name);
+    return stored && !this.dropping.has(name); // read after the await: a drop may have begun meanwhile
+  }
+
+  /**
+   * Forgets an open collection the store no longer has, or has again under a new identity (a shared
+   * store: another process dropped it, and perhaps made it again): the next call opens it afresh.
+   */
+  private forget(name: string): void {
+    const opening = this.collections.get(name);
+    if (!opening || !this.opened.has(opening) || this.dropping.has(name)) return;
+    this.collections.delete(name);
+    void opening.then((c) => c.close(notFound(name)));
   }
 
   /** Opens a collection that must exist (COLLECTION_NOT_FOUND otherwise). */
   async existing(name: string): Promise<Collection> {
-    if (!this.has(name)) throw notFound(name);
+    if (!(await this.has(name))) throw notFound(name);
     return this.collection(name);
   }
 
@@ -265,18 +297,15 @@ export class SearchEngine {
   async create(name: string, options: { index?: OpenOptions['index']; mapping?: Mapping } = {}): Promise<Collection> {
     checkCollectionName(name);
     while (this.dropping.has(name)) await this.dropping.get(name);
-    if (this.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
+    // the second test runs in the same step as the opening below: of two concurrent creates, one wins
+    if ((await this.has(name)) || this.collections.has(name)) throw new QrankError('COLLECTION_EXISTS', `a collection named '${name}' already exists`);
     try {
       return await this.collection(name, options);
     } catch (err) {
-      // nothing existed before: a create that fails (index options the index refuses) leaves no files
-      if (!this.collections.has(name)) this.removeFiles(name);
+      // nothing existed before: a create that fails (index options the index refuses) leaves nothing
+      if (!this.collections.has(name)) await this.store.remove(name).catch(() => undefined);
       throw err;
     }
-  }
-
-  private removeFiles(name: string): void {
-    for (const suffix of COLLECTION_FILES) rmSync(join(this.dir, name + suffix), { force: true });
   }
 
   /**
@@ -284,14 +313,16 @@ export class SearchEngine {
    * header). One that cannot be opened (a damaged index, another model) is deleted too.
    */
   async drop(name: string): Promise<void> {
-    if (!this.has(name)) throw notFound(name);
-    const opening = this.opening(name, {});
+    checkCollectionName(name);
+    this.checkOpen();
+    if (this.dropping.has(name)) throw notFound(name);
     const done = (async () => {
       try {
-        const c = await opening.catch(() => undefined);
+        if (!this.collections.has(name) && !(await this.store.exists(name))) throw notFound(name);
+        const c = await this.opening(name, {}).catch(() => undefined);
         this.collections.delete(name);
         await c?.close(notFound(name));
-        this.removeFiles(name);
+        await this.store.remove(name);
       } finally {
         this.dropping.delete(name);
       }
@@ -324,14 +355,20 @@ export class SearchEngine {
     const fusionBad = recallFusionProblem(options.fusion ?? {});
     if (fusionBad) throw invalidInput('fusion', fusionBad);
     const col = await this.existing(collectionName);
-    return col.lease(() => this.searchIn(col, query, { ...options, recallK, keywordK, topN }, weights, t0));
+    try {
+      return await col.lease(() => this.searchIn(col, query, { ...options, recallK, keywordK, topN }, weights, t0));
+    } catch (err) {
+      if ((err as QrankError).code === 'COLLECTION_NOT_FOUND') this.forget(collectionName);
+      throw err;
+    }
   }
 
   private async searchIn(col: Collection, query: string, options: CheckedSearch, weights: Record<string, number>, t0: number): Promise<SearchResponse> {
     const recalled = await this.recall(col, query, options);
     const t2 = performance.now();
-    const rows = col.rows(recalled.candidates.map((c) => c.vid));
-    const fusion: Fusion = { weights, weightSum: Object.values(weights).reduce((a, b) => a + b, 0), ranges: new Map(Object.keys(weights).map((f) => [f, col.signalRange(f)])) };
+    const fields = Object.keys(weights);
+    const [rows, ranges] = await Promise.all([col.rows(recalled.candidates.map((c) => c.vid)), Promise.all(fields.map((f) => col.signalRange(f)))]);
+    const fusion: Fusion = { weights, weightSum: Object.values(weights).reduce((a, b) => a + b, 0), ranges: new Map(fields.map((f, i) => [f, ranges[i]])) };
     const t3 = performance.now();
     const candidates = recalled.candidates.filter((c) => rows.has(c.vid));
     const rerank = options.rerank !== false && this.reranker !== undefined;
@@ -362,11 +399,11 @@ export class SearchEngine {
   }
 
   /**
-   * The candidates of a search (see the header). The keyword index is searched (synchronously, in
-   * SQLite) while the embedder works on the query; each stage's time is its own.
+   * The candidates of a search (see the header). The keyword index is searched while the embedder
+   * works on the query; each stage's time is its own.
    */
   private async recall(col: Collection, query: string, options: CheckedSearch): Promise<{ mode: RecallMode; candidates: Candidate[]; embedMs: number; keywordMs: number; recallMs: number; fuseMs: number }> {
-    const asked = this.recallMode(col, options.recall);
+    const asked = await this.recallMode(col, options.recall);
     const terms = asked === 'vector' ? [] : queryTerms(query);
     const mode: RecallMode = terms.length === 0 ? 'vector' : asked;
     const te = performance.now();
@@ -374,7 +411,7 @@ export class SearchEngine {
     const embedding = mode === 'keyword' ? undefined : this.queryVector(query, options.instruction, options.signal).then((v) => ((embedMs = performance.now() - te), v));
     embedding?.catch(() => undefined); // awaited below; this only keeps a keyword stage that throws first from leaving it unhandled
     const tk = performance.now();
-    const keyword = mode === 'vector' ? [] : col.keywordRecall(terms, options.keywordK, options.filter);
+    const keyword = mode === 'vector' ? [] : await col.keywordRecall(terms, options.keywordK, options.filter);
     const keywordMs = performance.now() - tk;
     let vector: { vid: number; score: number }[] = [];
     let recallMs = 0;
@@ -390,9 +427,10 @@ export class SearchEngine {
   }
 
   // The recall asked for, or the collection's default; one that needs a keyword index it lacks is INVALID_INPUT.
-  private recallMode(col: Collection, asked: RecallMode | undefined): RecallMode {
-    const mode = asked ?? (col.hasKeywordIndex ? 'hybrid' : 'vector');
-    if (mode !== 'vector' && !col.hasKeywordIndex) {
+  private async recallMode(col: Collection, asked: RecallMode | undefined): Promise<RecallMode> {
+    const hasKeywordIndex = await col.hasKeywordIndex();
+    const mode = asked ?? (hasKeywordIndex ? 'hybrid' : 'vector');
+    if (mode !== 'vector' && !hasKeywordIndex) {
       throw invalid(`recall '${mode}' needs a keyword index, and collection '${col.name}' has none (its mapping says keyword: false, or it has no mapping yet): use recall 'vector'`);
     }
     return mode;
@@ -438,6 +476,7 @@ export class SearchEngine {
       const reason = { code: 'CLOSED' as const, message: 'the SearchEngine is closed' };
       await Promise.all(opened.map((o) => o.status === 'fulfilled' && o.value.close(reason)));
       this.collections.clear();
+      await this.store.close();
     })();
     return this.closing;
   }

@@ -1,7 +1,9 @@
 /**
- * Filters over product fields, compiled to SQL on the catalog: { category: 'Audio',
- * price: { lte: 100 }, brand: { in: ['A', 'B'] } }. The matching products' vectors become the
- * vector index's allow-list, so the filter applies inside recall.
+ * Filters over product fields: { category: 'Audio', price: { lte: 100 }, brand: { in: ['A', 'B'] } }.
+ * `parseFilter` checks one and gives its terms (field, operator, values); each store renders them in
+ * its own SQL, so the filter applies inside recall: `compileFilter` for SQLite (the matching
+ * products' vectors become the vector index's allow-list), pg-filters.ts for Postgres. Values only
+ * ever reach SQL as bound parameters; field names are checked identifiers.
  *
  * Bounds, well under SQLite's own limits (32766 bound values, expression depth 1000): at most
  * MAX_FILTER_FIELDS fields, each with some of the seven operators, MAX_IN_VALUES values in one `in`
@@ -36,7 +38,14 @@ export interface SqlFilter {
   params: Scalar[];
 }
 
-const OPS = new Map([['eq', '='], ['ne', '!='], ['lt', '<'], ['lte', '<='], ['gt', '>'], ['gte', '>=']]);
+/** One condition of a checked filter: `field op value` ('in': any of `values`). */
+export interface FilterTerm {
+  field: string;
+  op: '=' | '!=' | '<' | '<=' | '>' | '>=' | 'in';
+  values: Scalar[];
+}
+
+const OPS = new Map<string, FilterTerm['op']>([['eq', '='], ['ne', '!='], ['lt', '<'], ['lte', '<='], ['gt', '>'], ['gte', '>=']]);
 const OPERATORS = 'eq, ne, lt, lte, gt, gte, in';
 const IDENTIFIER = /^[A-Za-z_]\w*$/;
 const RESERVED = new Set(['__proto__', 'constructor', 'prototype']);
@@ -62,17 +71,34 @@ export function invalidInput(name: string, problem: Problem) {
   return invalid(`${[name, ...problem.path].join('.')}: ${problem.message}`);
 }
 
-/** The filter in SQL, or undefined when it filters nothing; INVALID_INPUT naming the part to change. */
-export function compileFilter(filter: unknown): SqlFilter | undefined {
-  const compiled = compile(filter);
-  if (compiled instanceof FilterProblem) throw invalidInput('filter', compiled);
-  return compiled;
+/** The filter's terms, or undefined when it filters nothing; INVALID_INPUT naming the part to change. */
+export function parseFilter(filter: unknown): FilterTerm[] | undefined {
+  const parsed = parse(filter);
+  if (parsed instanceof FilterProblem) throw invalidInput('filter', parsed);
+  return parsed;
 }
 
-/** What is wrong with `filter` (the checks of compileFilter), or undefined. */
+/** The filter in SQLite's SQL over `products` (json_extract of its fields), or undefined when it filters nothing. */
+export function compileFilter(filter: unknown): SqlFilter | undefined {
+  return sqliteFilter(parseFilter(filter));
+}
+
+/** Checked terms in SQLite's SQL over `products`, or undefined for none. */
+export function sqliteFilter(terms: FilterTerm[] | undefined): SqlFilter | undefined {
+  if (!terms) return undefined;
+  const params: Scalar[] = [];
+  const clauses = terms.map(({ field, op, values }) => {
+    const column = `json_extract(fields, '$.${field}')`; // field names are checked identifiers: safe inside the SQL text
+    params.push(...values.map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v)));
+    return op === 'in' ? `${column} IN (${values.map(() => '?').join(', ')})` : `${column} ${op} ?`;
+  });
+  return { where: clauses.join(' AND '), params };
+}
+
+/** What is wrong with `filter` (the checks of parseFilter), or undefined. */
 export function filterProblem(filter: unknown): Problem | undefined {
-  const compiled = compile(filter);
-  return compiled instanceof FilterProblem ? compiled : undefined;
+  const parsed = parse(filter);
+  return parsed instanceof FilterProblem ? parsed : undefined;
 }
 
 class FilterProblem implements Problem {
@@ -82,61 +108,52 @@ class FilterProblem implements Problem {
   ) {}
 }
 
-function compile(filter: unknown): SqlFilter | undefined | FilterProblem {
+function parse(filter: unknown): FilterTerm[] | undefined | FilterProblem {
   try {
-    return compileChecked(filter);
+    return parseChecked(filter);
   } catch (err) {
     if (err instanceof FilterProblem) return err;
     throw err;
   }
 }
 
-function compileChecked(filter: unknown): SqlFilter | undefined {
+function parseChecked(filter: unknown): FilterTerm[] | undefined {
   if (filter === undefined) return undefined;
   if (!isPlainObject(filter)) throw new FilterProblem([], 'must be an object of field: value or field: { operator: value }');
   const fields = Object.keys(filter);
   if (fields.length > MAX_FILTER_FIELDS) throw new FilterProblem([], `at most ${MAX_FILTER_FIELDS} fields, got ${fields.length}`);
   if (fields.length === 0) return undefined;
-  const clauses: string[] = [];
-  const params: Scalar[] = [];
+  const terms: FilterTerm[] = [];
+  let params = 0;
   for (const field of fields) {
     const bad = fieldNameProblem(field);
     if (bad) throw new FilterProblem([], bad);
-    fieldClauses(field, filter[field], clauses, params);
-    if (params.length > MAX_FILTER_PARAMS) throw new FilterProblem([], `at most ${MAX_FILTER_PARAMS} values in all`);
+    for (const term of fieldTerms(field, filter[field])) {
+      terms.push(term);
+      params += term.values.length;
+    }
+    if (params > MAX_FILTER_PARAMS) throw new FilterProblem([], `at most ${MAX_FILTER_PARAMS} values in all`);
   }
-  return { where: clauses.join(' AND '), params };
+  return terms;
 }
 
-// field names are checked identifiers: safe inside the SQL text
-function fieldClauses(field: string, cond: unknown, clauses: string[], params: Scalar[]): void {
-  const column = `json_extract(fields, '$.${field}')`;
-  if (!isPlainObject(cond)) {
-    clauses.push(`${column} = ?`);
-    params.push(sqlValue(cond, [field]));
-    return;
-  }
+function fieldTerms(field: string, cond: unknown): FilterTerm[] {
+  if (!isPlainObject(cond)) return [{ field, op: '=', values: [scalar(cond, [field])] }];
   const ops = Object.keys(cond);
   if (ops.length === 0) throw new FilterProblem([field], `needs an operator (${OPERATORS})`);
-  for (const op of ops) {
+  return ops.map((op): FilterTerm => {
     const value = cond[op];
     const sql = OPS.get(op);
-    if (sql) {
-      clauses.push(`${column} ${sql} ?`);
-      params.push(sqlValue(value, [field, op]));
-    } else if (op === 'in') {
-      if (!Array.isArray(value) || value.length === 0) throw new FilterProblem([field, op], 'must be a non-empty array');
-      if (value.length > MAX_IN_VALUES) throw new FilterProblem([field, op], `at most ${MAX_IN_VALUES} values, got ${value.length}`);
-      clauses.push(`${column} IN (${value.map(() => '?').join(', ')})`);
-      value.forEach((v, i) => params.push(sqlValue(v, [field, op, String(i)])));
-    } else {
-      throw new FilterProblem([field], `unknown operator '${op.slice(0, 40)}' (${OPERATORS})`);
-    }
-  }
+    if (sql) return { field, op: sql, values: [scalar(value, [field, op])] };
+    if (op !== 'in') throw new FilterProblem([field], `unknown operator '${op.slice(0, 40)}' (${OPERATORS})`);
+    if (!Array.isArray(value) || value.length === 0) throw new FilterProblem([field, op], 'must be a non-empty array');
+    if (value.length > MAX_IN_VALUES) throw new FilterProblem([field, op], `at most ${MAX_IN_VALUES} values, got ${value.length}`);
+    return { field, op: 'in', values: value.map((v, i) => scalar(v, [field, op, String(i)])) };
+  });
 }
 
-function sqlValue(v: unknown, path: string[]): Scalar {
-  if (typeof v === 'boolean') return v ? 1 : 0;
+function scalar(v: unknown, path: string[]): Scalar {
+  if (typeof v === 'boolean') return v;
   if (typeof v === 'number' && Number.isFinite(v)) return v;
   if (typeof v !== 'string') throw new FilterProblem(path, 'values must be strings, finite numbers or booleans');
   if (v.length > MAX_FILTER_STRING_LENGTH) throw new FilterProblem(path, `strings are at most ${MAX_FILTER_STRING_LENGTH} characters`);

@@ -94,9 +94,13 @@ export function createApp(options: ServerOptions) {
   }
 
   app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
-  app.get('/ready', (_req, res) => {
-    const ready = !draining && [options.reranker, options.embedder].some((m) => m && !m.closed);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
+  // ready: not draining, a model loaded, and the collections' store answering (a shared Postgres
+  // can go away while the process lives: a load balancer then sends traffic to other replicas)
+  app.get('/ready', async (_req, res) => {
+    const up = !draining && [options.reranker, options.embedder].some((m) => m && !m.closed);
+    const store = up && options.search ? await options.search.ready().then(() => true, () => false) : true;
+    const ready = up && store;
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...(store ? {} : { reason: 'the collections store is unreachable' }) });
   });
   const openapi = openApiDocument(options.version ?? '0.0.0');
   app.get('/openapi.json', (_req, res) => void res.json(openapi));

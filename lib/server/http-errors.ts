@@ -31,6 +31,7 @@ const STATUS: Record<QrankErrorCode, number> = {
   ABORTED: 499,
   UNSUPPORTED: 501,
   CLOSED: 503,
+  STORE_UNAVAILABLE: 503,
   OUT_OF_MEMORY: 507,
   BAD_MODEL: 500,
   BAD_INDEX: 500,

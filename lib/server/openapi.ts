@@ -209,7 +209,7 @@ export function openApiDocument(version: string): Json {
         },
       }),
       '/health': get('Liveness', { type: 'object', properties: { status: { type: 'string' } } }),
-      '/ready': get('Readiness: models loaded and not draining (503 otherwise)', { type: 'object', properties: { status: { type: 'string' } } }),
+      '/ready': get('Readiness: models loaded, not draining, and the collections store reachable (503 otherwise, with the reason)', { type: 'object', properties: { status: { type: 'string' }, reason: { type: 'string' } } }),
       '/metrics': get('Prometheus metrics', { type: 'string' }, 'text/plain'),
       '/openapi.json': get('This document', { type: 'object' }),
     },

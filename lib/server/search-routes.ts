@@ -76,11 +76,11 @@ export function searchRoutes(app: Express, kit: RouteKit, search: SearchEngine |
   app.post('/v1/collections', auth, json, onBodyError, route(async (req, res) => {
     const body = parseBody(collectionBody, req.body);
     const c = await needSearch().create(body.name, { index: body.index, mapping: body.mapping });
-    res.status(201).json(c.info());
+    res.status(201).json(await c.info());
   }));
 
   app.get('/v1/collections/:name', auth, route(async (req, res) => {
-    res.json((await needSearch().existing(pathName(req.params.name))).info());
+    res.json(await (await needSearch().existing(pathName(req.params.name))).info());
   }));
 
   app.delete('/v1/collections/:name', auth, route(async (req, res) => {
@@ -107,9 +107,9 @@ export function searchRoutes(app: Express, kit: RouteKit, search: SearchEngine |
       mapping = body.mapping;
     }
     const c = await needSearch().existing(pathName(req.params.name));
-    if (!mapping && !c.mapping) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none yet; create it with one, or send one (id, embed, rerank templates) with the first documents as JSON');
+    if (!mapping && !(await c.mapping())) throw new HttpError(400, 'INVALID_INPUT', 'mapping: this collection has none yet; create it with one, or send one (id, embed, rerank templates) with the first documents as JSON');
     const r = await c.ingest(source, { mapping, signal: ctx.signal });
-    res.json({ ...r, size: c.size });
+    res.json({ ...r, size: await c.count() });
   }));
 
   app.delete('/v1/collections/:name/documents', auth, json, onBodyError, route(async (req, res) => {
@@ -117,7 +117,7 @@ export function searchRoutes(app: Express, kit: RouteKit, search: SearchEngine |
     checkCount(body.ids.length, 'ids');
     const c = await needSearch().existing(pathName(req.params.name));
     const deleted = await c.delete(body.ids);
-    res.json({ deleted, size: c.size });
+    res.json({ deleted, size: await c.count() });
   }));
 }
 

@@ -7,7 +7,7 @@ import { RECALL_MODES, type RecallMode, type SearchHit, SearchEngine } from '../
 import type { Mapping } from '../../search/collection';
 import { SHOP_MAPPING } from '../../search/demo-catalog';
 import { type CliIO, UsageError } from '../io';
-import { keywordBuildBar, loadModels, progressBar, withModelOptions } from '../shared';
+import { keywordBuildBar, loadModels, progressBar, storeOf, storeOption, withModelOptions } from '../shared';
 
 const DEFAULT_MAPPING: Mapping = SHOP_MAPPING;
 
@@ -25,23 +25,25 @@ export function registerCollections(program: Command, io: CliIO): void {
     .description('ingest products (JSON, JSONL or CSV) into a collection: store, embed, index')
     .argument('<file>', 'catalog file (.jsonl, .json, .csv), or - for standard input with --format')
     .option('--format <format>', 'format of standard input: jsonl, csv or json')
-    .requiredOption('--dir <dir>', 'data directory of the search engine')
+    .option('--dir <dir>', 'data directory of the search engine')
+    .addOption(storeOption())
     .option('--collection <name>', 'collection name', 'products')
     .option('--mapping <json|file>', 'id field, embed template(s), rerank template, numeric fields (JSON)')
     .option('--index <kind>', 'index kind for a new collection: flat, hnsw, ivf, ivfpq', 'hnsw')
     .option('--reindex', 're-embed everything when the embedding model changed')
-    .action(async (file: string, flags: { dir: string; collection: string; mapping?: string; index: string; reindex?: boolean; format?: string; embedder?: string; threads?: string }) => {
+    .action(async (file: string, flags: { dir?: string; store?: string; collection: string; mapping?: string; index: string; reindex?: boolean; format?: string; embedder?: string; threads?: string }) => {
+      const store = storeOf(flags);
       if (file === '-' && !['jsonl', 'csv', 'json'].includes(flags.format ?? '')) throw new UsageError('reading standard input needs --format jsonl, csv or json');
       const source = file === '-' ? { stream: process.stdin, format: flags.format as 'jsonl' | 'csv' | 'json' } : file;
       const { embedder } = await loadModels(flags, { embedder: true, reranker: false });
       const building = keywordBuildBar(io);
-      const se = await SearchEngine.open({ dir: flags.dir, embedder: embedder!, onKeywordIndexProgress: building.onKeywordIndexProgress });
+      const se = await SearchEngine.open({ store, embedder: embedder!, onKeywordIndexProgress: building.onKeywordIndexProgress });
       const bar = progressBar(io, 'ingesting');
       try {
         const col = await se.collection(flags.collection, { index: { kind: flags.index as 'hnsw' }, reindex: flags.reindex });
         const r = await col.ingest(source, { mapping: mappingFrom(flags.mapping), onProgress: (p) => bar.update(p.read, p.read) });
         bar.stop();
-        io.stdout.write(`read ${r.read}, upserted ${r.upserted}, unchanged ${r.unchanged}, embedded ${r.embedded}, rejected ${r.rejected}; collection ${flags.collection} holds ${col.size} products\n`);
+        io.stdout.write(`read ${r.read}, upserted ${r.upserted}, unchanged ${r.unchanged}, embedded ${r.embedded}, rejected ${r.rejected}; collection ${flags.collection} holds ${await col.count()} products\n`);
         for (const e of r.errors.slice(0, 10)) io.stderr.write(`  line ${e.at}: ${e.reason}\n`);
         if (r.rejected > 0) process.exitCode = 3; // partial success, for scripts
       } finally {
@@ -55,7 +57,8 @@ export function registerCollections(program: Command, io: CliIO): void {
   withModelOptions(program.command('search'), { reranker: 'required', embedder: true })
     .description('two-stage search: keyword (BM25) and embedding recall fused, then reranking')
     .argument('<query>', 'the shopper\'s query, in any language')
-    .requiredOption('--dir <dir>', 'data directory of the search engine')
+    .option('--dir <dir>', 'data directory of the search engine')
+    .addOption(storeOption())
     .option('--collection <name>', 'collection name', 'products')
     .option('--recall <mode>', `${RECALL_MODES.join(', ')} (default: hybrid when the collection has a keyword index)`)
     .option('--recall-k <n>', 'candidates reranked (and the vector list\'s length)', '100')
@@ -64,7 +67,8 @@ export function registerCollections(program: Command, io: CliIO): void {
     .option('--filter <json>', 'e.g. {"category":"Audio","price":{"lte":100}}')
     .option('--no-rerank', 'recall only')
     .option('--json', 'print JSON')
-    .action(async (query: string, flags: { dir: string; collection: string; recall?: string; recallK: string; keywordK?: string; topN: string; filter?: string; rerank: boolean; json?: boolean; reranker?: string; embedder?: string; threads?: string }) => {
+    .action(async (query: string, flags: { dir?: string; store?: string; collection: string; recall?: string; recallK: string; keywordK?: string; topN: string; filter?: string; rerank: boolean; json?: boolean; reranker?: string; embedder?: string; threads?: string }) => {
+      const store = storeOf(flags);
       if (flags.recall !== undefined && !RECALL_MODES.includes(flags.recall as RecallMode)) throw new UsageError(`--recall must be one of ${RECALL_MODES.join(', ')}`);
       let filter;
       try {
@@ -74,7 +78,7 @@ export function registerCollections(program: Command, io: CliIO): void {
       }
       const { embedder, reranker } = await loadModels(flags, { embedder: true, reranker: flags.rerank });
       const building = keywordBuildBar(io);
-      const se = await SearchEngine.open({ dir: flags.dir, embedder: embedder!, reranker, onKeywordIndexProgress: building.onKeywordIndexProgress });
+      const se = await SearchEngine.open({ store, embedder: embedder!, reranker, onKeywordIndexProgress: building.onKeywordIndexProgress });
       try {
         const r = await se.search(flags.collection, query, {
           recall: flags.recall as RecallMode | undefined,

@@ -12,11 +12,12 @@ import pino from 'pino';
 import { ensureDemoCollection } from '../../search/demo-catalog';
 import { collectionsUnsupported } from '../../search/collection';
 import { SearchEngine } from '../../search/engine';
+import { isPostgresUrl } from '../../search/store';
 import { createApp } from '../../server/app';
 import { checkApiKeys } from '../../server/auth';
 import { DEFAULT_LIMITS } from '../../server/limits';
 import { type CliIO, UsageError } from '../io';
-import { envOption, keywordBuildLog, loadModelPair, optionSources } from '../shared';
+import { envOption, keywordBuildLog, loadModelPair, optionSources, storeOption } from '../shared';
 
 interface ServeFlags {
   reranker?: string;
@@ -27,6 +28,7 @@ interface ServeFlags {
   apiKey?: unknown;
   cors?: unknown;
   data: string;
+  store?: string;
   demo?: boolean;
   ui: boolean;
   maxDocuments: string;
@@ -83,6 +85,7 @@ export function registerServe(program: Command, io: CliIO): void {
     .addOption(envOption('--api-key <keys>', 'require Authorization: Bearer <key> (repeatable or comma-separated)', 'QRANK_API_KEYS').argParser(collect))
     .addOption(envOption('--cors <origins>', 'allowed CORS origins (comma-separated; default none)', 'QRANK_CORS').argParser(collect))
     .addOption(envOption('--data <dir>', 'data directory of the collections', 'QRANK_DATA', defaultDataDir()))
+    .addOption(storeOption())
     .option('--demo', "fill a 'demo' collection with the shipped multilingual catalog on first start")
     .option('--no-ui', 'do not serve the web page at /')
     .addOption(envOption('--max-documents <n>', 'documents per request', 'QRANK_MAX_DOCUMENTS', String(DEFAULT_LIMITS.maxDocuments)))
@@ -128,12 +131,15 @@ export function registerServe(program: Command, io: CliIO): void {
         log.warn('serving SYNTHETIC models with random weights: scores, embeddings and rankings are meaningless; ' +
           'get real Qwen3 GGUFs with `qrank models pull qwen3-reranker-0.6b qwen3-embedding-0.6b` and name them with QRANK_RERANKER and QRANK_EMBEDDER (or --reranker/--embedder)');
       }
-      // collections need the optional better-sqlite3: without it the rerank and embedding APIs still serve
-      const noSqlite = collectionsUnsupported();
-      const search = noSqlite ? undefined : await SearchEngine.open({ dir: flags.data, embedder, reranker, onKeywordIndexProgress: keywordBuildLog(log) });
+      // the embedded store needs the optional better-sqlite3: without it the rerank and embedding
+      // APIs still serve. With --store postgres://... this process keeps no state of its own.
+      const store = flags.store ?? flags.data;
+      const noSqlite = isPostgresUrl(store) ? undefined : collectionsUnsupported();
+      const search = noSqlite ? undefined : await SearchEngine.open({ store, embedder, reranker, onKeywordIndexProgress: keywordBuildLog(log) });
       if (noSqlite) log.warn({ reason: noSqlite }, 'collections and /v1/search are off');
+      if (search) log.info({ store: search.storeInfo }, 'collections store');
       if (search && flags.demo) {
-        if (!search.has('demo')) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
+        if (!(await search.has('demo'))) log.info({ data: flags.data }, 'ingesting the demo catalog (first start)');
         const demo = await ensureDemoCollection(search, 'demo');
         log.info({ collection: 'demo', products: demo.size, created: demo.created, data: flags.data }, demo.created ? 'demo catalog ingested' : 'demo catalog ready');
       }
