@@ -242,7 +242,8 @@ class Selector {
     select_kernel<<<static_cast<unsigned>(rows.size()), kSelectThreads, 0, s>>>(base, norm_base, d_rows, alive, allow, k_in, i_in);
     check_cuda(cudaGetLastError(), "select kernel");
     check_cuda(cub::DeviceSegmentedSort::StableSortPairsDescending(sort_temp, sort_bytes, k_in, k_out, i_in, i_out, static_cast<int64_t>(total),
-                                                                   static_cast<int64_t>(rows.size()), d_begins, d_ends, s),
+                                                                   static_cast<int64_t>(rows.size()), static_cast<const int64_t*>(d_begins),
+                                                                   static_cast<const int64_t*>(d_ends), s),
                "segmented sort");
     check_cuda(cudaMemcpyAsync(keys.data(), k_out, total * sizeof(uint32_t), cudaMemcpyDeviceToHost, s), "download keys");
     check_cuda(cudaMemcpyAsync(index.data(), i_out, total * sizeof(uint32_t), cudaMemcpyDeviceToHost, s), "download rows");
