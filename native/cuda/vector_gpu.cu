@@ -505,7 +505,11 @@ void GpuIvf::search(const float* queries, size_t nq, size_t nprobe, size_t k, fl
   }
   DeviceBuffer norms(std::max<size_t>(n_elems, 1) * sizeof(float), s);
   std::vector<SelectRow> cell_rows;
-  const size_t per = k;  // each (query, cell) list holds up to k entries
+  // each (query, cell) list holds up to k entries, and no more than the longest probed list has:
+  // what the partial lists take stays within the data's size whatever k is
+  size_t longest = 0;
+  for (int32_t cell : groups.cells) longest = std::max(longest, m.sizes[cell]);
+  const size_t per = std::max<size_t>(1, std::min(k, longest));
   for (size_t g = 0; g < groups.cells.size(); ++g) {
     const int32_t cell = groups.cells[g];
     const size_t len = m.sizes[cell], count = groups.offsets[g + 1] - groups.offsets[g];
