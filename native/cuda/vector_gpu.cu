@@ -242,7 +242,8 @@ class Selector {
     select_kernel<<<static_cast<unsigned>(rows.size()), kSelectThreads, 0, s>>>(base, norm_base, d_rows, alive, allow, k_in, i_in);
     check_cuda(cudaGetLastError(), "select kernel");
     check_cuda(cub::DeviceSegmentedSort::StableSortPairsDescending(sort_temp, sort_bytes, k_in, k_out, i_in, i_out, static_cast<int64_t>(total),
-                                                                   static_cast<int64_t>(rows.size()), d_begins, d_ends, s),
+                                                                   static_cast<int64_t>(rows.size()), static_cast<const int64_t*>(d_begins),
+                                                                   static_cast<const int64_t*>(d_ends), s),
                "segmented sort");
     check_cuda(cudaMemcpyAsync(keys.data(), k_out, total * sizeof(uint32_t), cudaMemcpyDeviceToHost, s), "download keys");
     check_cuda(cudaMemcpyAsync(index.data(), i_out, total * sizeof(uint32_t), cudaMemcpyDeviceToHost, s), "download rows");
@@ -504,7 +505,11 @@ void GpuIvf::search(const float* queries, size_t nq, size_t nprobe, size_t k, fl
   }
   DeviceBuffer norms(std::max<size_t>(n_elems, 1) * sizeof(float), s);
   std::vector<SelectRow> cell_rows;
-  const size_t per = k;  // each (query, cell) list holds up to k entries
+  // each (query, cell) list holds up to k entries, and no more than the longest probed list has:
+  // what the partial lists take stays within the data's size whatever k is
+  size_t longest = 0;
+  for (int32_t cell : groups.cells) longest = std::max(longest, m.sizes[cell]);
+  const size_t per = std::max<size_t>(1, std::min(k, longest));
   for (size_t g = 0; g < groups.cells.size(); ++g) {
     const int32_t cell = groups.cells[g];
     const size_t len = m.sizes[cell], count = groups.offsets[g + 1] - groups.offsets[g];
