@@ -19,7 +19,7 @@ let em2: Embedder;
 let pg: PgliteServer;
 beforeAll(async () => {
   const other = join(dir, 'other-embedder.gguf');
-  const { makeTestModel } = await import('../lib/models/test-model');
+  const { makeTestModel } = await import('../lib/synthetic/model');
   [pg] = await Promise.all([startPglite(), makeTestModel({ kind: 'embedder', shape: 'tiny', out: other, seed: 77 })]);
   [em, em2] = await Promise.all([Embedder.load({ model: MODELS.embedder, threads: 1 }), Embedder.load({ model: other, threads: 1 })]);
 }, 120_000);
