@@ -17,7 +17,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
-import { type IndexOptions, VectorIndex } from '../vector-index';
+import { type IndexOptions, MAX_SEARCH_K, VectorIndex } from '../vector-index';
 import { type FilterTerm, sqliteFilter } from './filters';
 import { type KeywordBuildProgress, KeywordIndex } from './keyword-index';
 import { type KeywordColumn, MAPPING_LIMITS } from './mapping';
@@ -272,7 +272,7 @@ export class EmbeddedCollectionStore implements CollectionStore {
       allow = rows.flatMap((r) => vectorIds(r.vid, JSON.parse(r.embed_texts).length));
       if (allow.length === 0) return [];
     }
-    const [hits] = await this.index.search(query, Math.min(k * slots, 100_000), { filter: allow, efSearch: Math.max(64, k * slots) });
+    const [hits] = await this.index.search(query, Math.min(k * slots, MAX_SEARCH_K), { filter: allow, efSearch: Math.max(64, k * slots) });
     const best = new Map<number, number>();
     hits.ids.forEach((id, i) => {
       const vid = Number(id / BigInt(SLOTS));

@@ -26,10 +26,12 @@ import type { KeywordColumn, Product } from './mapping';
 
 /** What a collection may be called: it names files in the data directory, so it never leaves it. */
 export const COLLECTION_NAME = /^[\w-]{1,64}$/;
+/** What COLLECTION_NAME asks, in words (the library's and the server's messages). */
+export const COLLECTION_NAME_RULE = 'must be 1-64 letters, digits, _ or -';
 
 /** `name` when it can name a collection; INVALID_INPUT otherwise. */
 export function checkCollectionName(name: unknown): string {
-  if (typeof name !== 'string' || !COLLECTION_NAME.test(name)) throw invalid(`collection name '${String(name).slice(0, 80)}' must be 1-64 letters, digits, _ or -`);
+  if (typeof name !== 'string' || !COLLECTION_NAME.test(name)) throw invalid(`collection name '${String(name).slice(0, 80)}' ${COLLECTION_NAME_RULE}`);
   return name;
 }
 

@@ -4,7 +4,7 @@
  * the field.
  */
 import { z } from 'zod';
-import { COLLECTION_NAME } from '../search/collection';
+import { COLLECTION_NAME, COLLECTION_NAME_RULE } from '../search/store';
 import { MAX_FUSION_SIGNALS, MAX_RECALL_K, RECALL_MODES, signalsProblem } from '../search/engine';
 import { MAX_RECALL_WEIGHT, MAX_RRF_K } from '../search/fusion';
 import { MAX_FILTER_FIELDS, MAX_FILTER_STRING_LENGTH, MAX_IN_VALUES, type Problem, filterProblem } from '../search/filters';
@@ -108,7 +108,7 @@ function checkedBy<T extends z.ZodType>(problem: (v: unknown) => Problem | undef
 }
 
 /** A collection name (a body's `name` or `collection`, or the path's). */
-export const collectionName = z.string().regex(COLLECTION_NAME, 'must be 1-64 letters, digits, _ or -');
+export const collectionName = z.string().regex(COLLECTION_NAME, COLLECTION_NAME_RULE);
 const scalar = z.union([text.max(MAX_FILTER_STRING_LENGTH), z.number(), z.boolean()]);
 const fieldFilter = z.union([
   scalar,
