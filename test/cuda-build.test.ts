@@ -67,7 +67,7 @@ interface ChildReport {
 // Runs the addon of the CUDA build in a fresh Node process (dist/ is compiled by the global setup).
 function childReport(): ChildReport {
   const script = `
-    const { binding } = require(${JSON.stringify(join(ROOT, 'dist', 'binding.js'))});
+    const { binding } = require(${JSON.stringify(join(ROOT, 'dist', 'native.js'))});
     const { Reranker } = require(${JSON.stringify(join(ROOT, 'dist', 'index.js'))});
     const attempt = (model, device) => Reranker.load({ model, device, threads: 1 }).then(
       async (r) => { const backend = r.info.backend; await r.close(); return { backend }; },

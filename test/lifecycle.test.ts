@@ -67,7 +67,7 @@ describe('lifecycle without close()', () => {
     // CLOSED and their completions read a freed wrapper.
     const r = child(
       `
-      const { binding } = require(${JSON.stringify(join(ROOT, 'dist', 'binding.js'))});
+      const { binding } = require(${JSON.stringify(join(ROOT, 'dist', 'native.js'))});
       const docs = Array.from({ length: 300 }, (_, i) => 'document number ' + i);
       binding().loadModel({ model: ${model}, role: 'reranker', device: 'cpu', threads: 1 }).promise.then((native) => {
         let pending = 0, ok = 0, failed = 0;
