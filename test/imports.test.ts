@@ -1,7 +1,8 @@
 /**
  * The layering of lib/ has no import cycle (a module that imports one importing it back runs with
  * half-initialised bindings): every relative import of lib/**.ts, type-only imports included, since
- * they tie the files just as much for a reader.
+ * they tie the files just as much for a reader. And the CLI keeps one file per command: `qrank X`
+ * is registered by lib/cli/commands/X.ts and by no other file there.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -58,5 +59,24 @@ describe('imports', () => {
     expect(importsOf(join(ROOT, 'lib', 'cli', 'main.ts')).length).toBeGreaterThan(5); // the scan sees imports
     const found = cycles(files).map((c) => c.map((f) => relative(ROOT, f)).join(' -> '));
     expect(found).toEqual([]);
+  });
+
+  it('each CLI command lives in the file named after it, and each file there holds one command', () => {
+    const dir = join(ROOT, 'lib', 'cli', 'commands');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
+    const registered = files.map((f) => ({
+      file: f,
+      // top-level commands only: `program.command('x')` (models' subcommands hang off their own command)
+      commands: [...readFileSync(join(dir, f), 'utf8').matchAll(/\bprogram\s*\.command\('([a-z-]+)'\)/g)].map((m) => m[1]),
+    }));
+    expect(registered.length).toBeGreaterThan(8);
+    expect(registered.filter((r) => r.commands.length !== 1 || `${r.commands[0]}.ts` !== r.file)).toEqual([]);
+  });
+
+  it('the program registers every command file (and nothing else)', async () => {
+    const { buildProgram } = await import('../lib/cli/main');
+    const sink = { write: () => true };
+    const names = buildProgram({ stdout: sink, stderr: sink }).commands.map((c) => `${c.name()}.ts`).sort();
+    expect(names).toEqual(readdirSync(join(ROOT, 'lib', 'cli', 'commands')).filter((f) => f.endsWith('.ts')).sort());
   });
 });

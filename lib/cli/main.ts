@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `qrank` command line. Each subcommand lives in its own module under ./commands and registers itself on the
- * program; this file wires up output, exit codes and error reporting:
+ * The `qrank` command line. Each subcommand lives in its own module under ./commands, named after it
+ * (`qrank rerank` in commands/rerank.ts), and registers itself on the program; this file wires up output, exit codes and error reporting:
  *   0  success (including --help and --version)
  *   1  the command failed (one line on stderr: `qrank: <message>`)
  *   2  bad command-line arguments
@@ -13,10 +13,13 @@ import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo';
 import { registerMakeTestModel } from './commands/make-test-model';
 import { registerServe } from './commands/serve';
-import { registerCollections } from './commands/collections';
+import { registerIndex } from './commands/index';
+import { registerSearch } from './commands/search';
 import { registerEval } from './commands/eval';
 import { registerModels } from './commands/models';
-import { registerScoring } from './commands/score';
+import { registerRerank } from './commands/rerank';
+import { registerEmbed } from './commands/embed';
+import { registerBench } from './commands/bench';
 import { type CliIO, UsageError } from './io';
 import { ConfigError, applyConfig, readConfig } from './shared';
 
@@ -47,9 +50,12 @@ export function buildProgram(io: CliIO): Command {
   registerMakeTestModel(program, io);
   registerDemo(program, io);
   registerServe(program, io);
-  registerCollections(program, io);
+  registerIndex(program, io);
+  registerSearch(program, io);
   registerEval(program, io);
-  registerScoring(program, io);
+  registerRerank(program, io);
+  registerEmbed(program, io);
+  registerBench(program, io);
   registerModels(program, io);
   // options that neither a flag nor the environment set come from the config file
   program.hook('preAction', (root, action) => {

@@ -1,7 +1,7 @@
 /**
  * What the CLI commands share: configuration (flags > environment > config file > defaults),
- * loading the models it names (or the synthetic demo models), and a progress bar (cli-progress)
- * that only draws on a terminal.
+ * loading the models it names (or the synthetic demo models), the inputs of a command (arguments or
+ * the lines of a file), and a progress bar (cli-progress) that only draws on a terminal.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -46,6 +46,20 @@ export function withModelOptions(cmd: Command, roles: { reranker?: string; embed
 }
 
 // --- configuration file ---
+
+/** Arguments, else the lines of --file (`-` is standard input); empty lines are skipped. */
+export function inputs(args: string[], file: string | undefined, what: string): string[] {
+  if (args.length && file) throw new UsageError(`give ${what} as arguments or with --file, not both`);
+  const list = file ? readFileSync(file === '-' ? 0 : file, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : args;
+  if (!list.length) throw new UsageError(`no ${what}: pass them as arguments or with --file <path|->`);
+  return list;
+}
+
+export function positiveInt(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, not '${value}'`);
+  return n;
+}
 
 export type ConfigFile = Record<string, unknown>;
 

@@ -1,28 +1,13 @@
 /**
- * `qrank rerank` (rank documents for a query), `qrank embed` (vectors as JSON lines) and
- * `qrank bench` (throughput and latency of the loaded models on synthetic text of a chosen length).
- * Documents and texts come from arguments, a file (one per line) or standard input (`--file -`).
+ * `qrank bench`: throughput and latency of the loaded models on synthetic text of a chosen length
+ * (tokens/s, pairs/s, p50/p99 per request), optionally written as JSON.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Embedder } from '../../embedder';
 import type { Reranker } from '../../reranker';
 import { type CliIO, UsageError } from '../io';
-import { loadModels, progressBar, withModelOptions } from '../shared';
-
-/** Arguments, else the lines of --file (`-` is standard input); empty lines are skipped. */
-function inputs(args: string[], file: string | undefined, what: string): string[] {
-  if (args.length && file) throw new UsageError(`give ${what} as arguments or with --file, not both`);
-  const list = file ? readFileSync(file === '-' ? 0 : file, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '') : args;
-  if (!list.length) throw new UsageError(`no ${what}: pass them as arguments or with --file <path|->`);
-  return list;
-}
-
-function positiveInt(value: string, name: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer, not '${value}'`);
-  return n;
-}
+import { loadModels, positiveInt, progressBar, withModelOptions } from '../shared';
 
 const pct = (xs: number[], q: number) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
@@ -45,48 +30,7 @@ export function syntheticText(model: Reranker | Embedder, tokens: number, seed: 
   return text;
 }
 
-export function registerScoring(program: Command, io: CliIO): void {
-  withModelOptions(program.command('rerank'), { reranker: 'required' })
-    .description('rank documents by relevance to a query (Qwen3-Reranker)')
-    .argument('<query>', 'the query, in any language')
-    .argument('[documents...]', 'documents (or --file)')
-    .option('--file <path>', 'documents, one per line (- for standard input)')
-    .option('--top-n <n>', 'keep the best n')
-    .option('--instruction <text>', 'task instruction for the reranker')
-    .option('--json', 'print JSON')
-    .action(async (query: string, args: string[], flags: { file?: string; topN?: string; instruction?: string; json?: boolean; reranker?: string; threads?: string }) => {
-      const docs = inputs(args, flags.file, 'documents');
-      const topN = flags.topN ? positiveInt(flags.topN, '--top-n') : undefined;
-      const { reranker } = await loadModels(flags, { reranker: true, embedder: false });
-      try {
-        const results = await reranker!.rerank(query, docs, { topN, instruction: flags.instruction });
-        if (flags.json) return void io.stdout.write(JSON.stringify(results.map((r) => ({ ...r, document: docs[r.index] }))) + '\n');
-        for (const r of results) io.stdout.write(`${r.score.toFixed(4)}\t${r.index}\t${docs[r.index]}\n`);
-      } finally {
-        await reranker!.close();
-      }
-    });
-
-  withModelOptions(program.command('embed'), { embedder: true })
-    .description('embed texts (Qwen3-Embedding): one JSON line per text, {"index", "embedding"}')
-    .argument('[texts...]', 'texts (or --file)')
-    .option('--file <path>', 'texts, one per line (- for standard input)')
-    .option('--kind <kind>', 'query (adds the instruction) or document', 'document')
-    .option('--instruction <text>', 'task instruction for queries')
-    .option('--dimensions <n>', 'keep the first n dimensions (renormalised)')
-    .action(async (args: string[], flags: { file?: string; kind: string; instruction?: string; dimensions?: string; embedder?: string; threads?: string }) => {
-      const texts = inputs(args, flags.file, 'texts');
-      if (flags.kind !== 'query' && flags.kind !== 'document') throw new UsageError(`--kind must be query or document, not '${flags.kind}'`);
-      const dimensions = flags.dimensions ? positiveInt(flags.dimensions, '--dimensions') : undefined;
-      const { embedder } = await loadModels(flags, { reranker: false, embedder: true });
-      try {
-        const vectors = await embedder!.embed(texts, { kind: flags.kind, instruction: flags.instruction, dimensions });
-        for (const [index, v] of vectors.entries()) io.stdout.write(JSON.stringify({ index, embedding: Array.from(v) }) + '\n');
-      } finally {
-        await embedder!.close();
-      }
-    });
-
+export function registerBench(program: Command, io: CliIO): void {
   withModelOptions(program.command('bench'), { reranker: 'optional', embedder: 'optional' })
     .description('throughput and latency of the models on synthetic text: tokens/s, pairs/s, p50/p99 per request')
     .option('--docs <n>', 'documents per request', '100')
