@@ -21,43 +21,78 @@ void check_stop(const std::atomic<bool>& stop, const Job& job) {
   if (job.cancelled()) throw Error(ErrorCode::kAborted, "the call was aborted");
 }
 
-// The caller's limit on one input (see InputLimit): the input's own tokens, tokenised alone as
-// Pipeline::tokenize does, at most limit.max_tokens. Returns the text to give the recipe: `text`
-// itself, or the text of its first max_tokens tokens in `storage`; throws kInputTooLong when the
-// caller refused cuts. Only a text of more bytes than the limit can have more tokens.
-const std::string& apply_limit(const Model& model, const std::string& text, const InputLimit& limit, const char* what, size_t i,
-                               std::string& storage, bool& cut) {
-  cut = false;
-  if (limit.max_tokens == 0 || text.size() <= limit.max_tokens) return text;
-  Tokens t = model.tokenize(text, true);
-  if (t.size() <= limit.max_tokens) return text;
-  if (!limit.cut) {
-    throw Error(ErrorCode::kInputTooLong, std::string(what) + "[" + std::to_string(i) + "] is " + std::to_string(t.size()) +
-                                              " tokens, more than the limit of " + std::to_string(limit.max_tokens) +
-                                              "; shorten it or let it be cut (truncate: true)");
-  }
-  t.resize(limit.max_tokens);
-  storage = model.detokenize(t);
-  cut = true;
-  return storage;
-}
+// What a score job and an embed job share: each input is cut to the caller's limit (see
+// InputLimit) and made a prompt by the recipe, its token count and cut kept for the Outcome, which
+// goes to the callback exactly once.
+class PromptJob : public Job {
+ protected:
+  PromptJob(const Model& model, EngineOutput output, size_t max_length, InputLimit limit, const char* what, Callback done)
+      : output_(output), max_length_(max_length), model_(model), limit_(limit), what_(what), done_(std::move(done)) {}
 
-// A prompt the context cut, for a caller who refused cuts.
-void refuse_context_cut(const Prompt& p, const InputLimit& limit, const char* what, size_t i, size_t max_length) {
-  if (limit.cut || !p.truncated) return;
-  throw Error(ErrorCode::kInputTooLong, std::string(what) + "[" + std::to_string(i) + "] does not fit the model's context of " +
-                                            std::to_string(max_length) + " tokens (maxLength) with its template; shorten it or let it be cut (truncate: true)");
-}
+  // Input i after the caller's limit: the input's own tokens, tokenised alone as Pipeline::tokenize
+  // does, at most limit.max_tokens. Returns `text` itself, or the text of its first max_tokens tokens
+  // in `storage`; throws kInputTooLong when the caller refused cuts. Only a text of more bytes than
+  // the limit can have more tokens.
+  const std::string& limited(const std::string& text, size_t i, std::string& storage) {
+    cut_ = false;
+    if (limit_.max_tokens == 0 || text.size() <= limit_.max_tokens) return text;
+    Tokens t = model_.tokenize(text, true);
+    if (t.size() <= limit_.max_tokens) return text;
+    if (!limit_.cut) {
+      throw Error(ErrorCode::kInputTooLong, std::string(what_) + "[" + std::to_string(i) + "] is " + std::to_string(t.size()) +
+                                                " tokens, more than the limit of " + std::to_string(limit_.max_tokens) +
+                                                "; shorten it or let it be cut (truncate: true)");
+    }
+    t.resize(limit_.max_tokens);
+    storage = model_.detokenize(t);
+    cut_ = true;
+    return storage;
+  }
+
+  // Counts the prompt of input i (made from what limited() returned); a prompt the context cut is
+  // refused for a caller who refused cuts.
+  void admit(const Prompt& p, size_t i) {
+    if (!limit_.cut && p.truncated) {
+      throw Error(ErrorCode::kInputTooLong, std::string(what_) + "[" + std::to_string(i) + "] does not fit the model's context of " +
+                                                std::to_string(max_length_) + " tokens (maxLength) with its template; shorten it or let it be cut (truncate: true)");
+    }
+    truncated_ += p.truncated || cut_ ? 1 : 0;
+    counts_.push_back(static_cast<int32_t>(p.tokens.size()));
+  }
+
+  // The job's result from the engine's outputs (finish adds the counts).
+  virtual Outcome outcome() = 0;
+
+  const EngineOutput output_;
+  const size_t max_length_;
+
+ private:
+  void finish(const Error* error) final {
+    if (error) return done_(failure(error));
+    Outcome o = outcome();
+    o.token_counts = std::move(counts_);
+    o.truncated = truncated_;
+    done_(std::move(o));
+  }
+
+  const Model& model_;
+  const InputLimit limit_;
+  const char* const what_;  // "documents" or "texts", in messages
+  Callback done_;
+  std::vector<int32_t> counts_;
+  uint32_t truncated_ = 0;
+  bool cut_ = false;  // the last input limited() returned was cut
+};
 
 // Relevance scores for (query, document) pairs. Each distinct query is tokenised once; a job
 // whose pairs all have one query shares its whole head (system prompt, instruction, query), one
 // with several queries the template's fixed start.
-class ScoreJob final : public Job {
+class ScoreJob final : public PromptJob {
  public:
   ScoreJob(const Model& model, const RerankRecipe& recipe, EngineOutput output, std::vector<Pair> pairs, std::string instruction,
            size_t max_length, InputLimit limit, std::atomic<uint64_t>& query_prompts, Callback done)
-      : model_(model), recipe_(recipe), output_(output), pairs_(std::move(pairs)), instruction_(std::move(instruction)),
-        max_length_(max_length), limit_(limit), query_prompts_(query_prompts), done_(std::move(done)) {}
+      : PromptJob(model, output, max_length, limit, "documents", std::move(done)), recipe_(recipe), pairs_(std::move(pairs)),
+        instruction_(std::move(instruction)), query_prompts_(query_prompts) {}
 
   void prepare(const std::atomic<bool>& stop) override {
     std::unordered_map<std::string, QueryPrompt> queries;
@@ -66,18 +101,12 @@ class ScoreJob final : public Job {
       queries.emplace(pair.query, recipe_.query(pair.query, instruction_, max_length_));
       ++query_prompts_;
     }
-    counts_.reserve(pairs_.size());
     for (size_t i = 0; i < pairs_.size(); ++i) {
       check_stop(stop, *this);
-      const Pair& pair = pairs_[i];
-      const QueryPrompt& q = queries.at(pair.query);
+      const QueryPrompt& q = queries.at(pairs_[i].query);
       std::string storage;
-      bool cut = false;
-      const std::string& document = apply_limit(model_, pair.document, limit_, "documents", i, storage, cut);
-      Prompt p = recipe_.tokens(q, document, max_length_);
-      refuse_context_cut(p, limit_, "documents", i, max_length_);
-      truncated_ += p.truncated || cut ? 1 : 0;
-      counts_.push_back(static_cast<int32_t>(p.tokens.size()));
+      Prompt p = recipe_.tokens(q, limited(pairs_[i].document, i, storage), max_length_);
+      admit(p, i);
       const int32_t shared = queries.size() == 1 ? p.shared : std::min(p.shared, q.fixed);
       add_sequence(std::move(p.tokens), shared > 0 ? 0 : -1, shared);
     }
@@ -85,8 +114,8 @@ class ScoreJob final : public Job {
     pairs_.shrink_to_fit();
   }
 
-  void finish(const Error* error) override {
-    if (error) return done_(failure(error));
+ private:
+  Outcome outcome() override {
     Outcome o;
     o.width = 1;
     const size_t n = sequences().size();
@@ -97,45 +126,31 @@ class ScoreJob final : public Job {
       o.logits[i] = output_.relevance_logit ? raw[0] : recipe_.logit(raw, output_.width);
       o.values[i] = relevance(o.logits[i]);
     }
-    o.token_counts = std::move(counts_);
-    o.truncated = truncated_;
-    done_(std::move(o));
+    return o;
   }
 
- private:
-  const Model& model_;
   const RerankRecipe& recipe_;
-  EngineOutput output_;
   std::vector<Pair> pairs_;
   std::string instruction_;
-  size_t max_length_;
-  InputLimit limit_;
   std::atomic<uint64_t>& query_prompts_;
-  Callback done_;
-  std::vector<int32_t> counts_;
-  uint32_t truncated_ = 0;
 };
 
 // Embeddings: the engine's vector, truncated to `dimensions` when asked, L2-normalised (unless the
 // engine normalised it already and it is kept whole).
-class EmbedJob final : public Job {
+class EmbedJob final : public PromptJob {
  public:
   EmbedJob(const Model& model, const EmbedRecipe& recipe, EngineOutput output, std::vector<std::string> texts, TextKind kind,
            std::string instruction, size_t max_length, InputLimit limit, size_t dimensions, Callback done)
-      : model_(model), recipe_(recipe), output_(output), texts_(std::move(texts)), kind_(kind), instruction_(std::move(instruction)),
-        max_length_(max_length), limit_(limit), dimensions_(dimensions), done_(std::move(done)) {}
+      : PromptJob(model, output, max_length, limit, "texts", std::move(done)), recipe_(recipe), texts_(std::move(texts)), kind_(kind),
+        instruction_(std::move(instruction)), dimensions_(dimensions) {}
 
   void prepare(const std::atomic<bool>& stop) override {
     const Tokens common = texts_.size() > 1 ? recipe_.common_prefix(kind_, instruction_) : Tokens{};
     for (size_t i = 0; i < texts_.size(); ++i) {
       check_stop(stop, *this);
       std::string storage;
-      bool cut = false;
-      const std::string& text = apply_limit(model_, texts_[i], limit_, "texts", i, storage, cut);
-      Prompt p = recipe_.tokens(text, kind_, instruction_, max_length_);
-      refuse_context_cut(p, limit_, "texts", i, max_length_);
-      truncated_ += p.truncated || cut ? 1 : 0;
-      counts_.push_back(static_cast<int32_t>(p.tokens.size()));
+      Prompt p = recipe_.tokens(limited(texts_[i], i, storage), kind_, instruction_, max_length_);
+      admit(p, i);
       // the recipe's claim is checked: a prompt that does not begin with it shares nothing
       const bool shares = !common.empty() && p.tokens.size() > common.size() &&
                           std::equal(common.begin(), common.end(), p.tokens.begin());
@@ -145,8 +160,8 @@ class EmbedJob final : public Job {
     texts_.shrink_to_fit();
   }
 
-  void finish(const Error* error) override {
-    if (error) return done_(failure(error));
+ private:
+  Outcome outcome() override {
     Outcome o;
     o.width = dimensions_;
     o.values.resize(sequences().size() * dimensions_);
@@ -163,24 +178,14 @@ class EmbedJob final : public Job {
       const double scale = norm > 0.0 ? 1.0 / std::sqrt(norm) : 0.0;
       for (size_t j = 0; j < dimensions_; ++j) dst[j] = static_cast<float>(src[j] * scale);
     }
-    o.token_counts = std::move(counts_);
-    o.truncated = truncated_;
-    done_(std::move(o));
+    return o;
   }
 
- private:
-  const Model& model_;
   const EmbedRecipe& recipe_;
-  EngineOutput output_;
   std::vector<std::string> texts_;
   TextKind kind_;
   std::string instruction_;
-  size_t max_length_;
-  InputLimit limit_;
   size_t dimensions_;
-  Callback done_;
-  std::vector<int32_t> counts_;
-  uint32_t truncated_ = 0;
 };
 
 }  // namespace

@@ -45,14 +45,11 @@ QRANK_AVX2 inline __m256 load8<uint16_t>(const uint16_t* p) { return _mm256_cvtp
 QRANK_AVX2 inline float load1(const float* p) { return *p; }
 QRANK_AVX2 inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
 
+// acc + x * y, or acc + (x - y)^2 for L2
 template <bool kL2>
 QRANK_AVX2 inline __m256 step(__m256 x, __m256 y, __m256 acc) {
-  if constexpr (kL2) {
-    const __m256 d = _mm256_sub_ps(x, y);
-    return _mm256_fmadd_ps(d, d, acc);
-  } else {
-    return _mm256_fmadd_ps(x, y, acc);
-  }
+  const __m256 d = kL2 ? _mm256_sub_ps(x, y) : x;
+  return _mm256_fmadd_ps(d, kL2 ? d : y, acc);
 }
 
 template <typename T, bool kL2>
@@ -89,12 +86,8 @@ QRANK_AVX512 inline __m512 load16(const uint16_t* p, size_t count) {
 
 template <bool kL2>
 QRANK_AVX512 inline __m512 step16(__m512 x, __m512 y, __m512 acc) {
-  if constexpr (kL2) {
-    const __m512 d = _mm512_sub_ps(x, y);
-    return _mm512_fmadd_ps(d, d, acc);
-  } else {
-    return _mm512_fmadd_ps(x, y, acc);
-  }
+  const __m512 d = kL2 ? _mm512_sub_ps(x, y) : x;
+  return _mm512_fmadd_ps(d, kL2 ? d : y, acc);
 }
 
 template <typename T, bool kL2>

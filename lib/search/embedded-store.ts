@@ -275,7 +275,7 @@ export class EmbeddedCollectionStore implements CollectionStore {
     const [hits] = await this.index.search(query, Math.min(k * slots, MAX_SEARCH_K), { filter: allow, efSearch: Math.max(64, k * slots) });
     const best = new Map<number, number>();
     hits.ids.forEach((id, i) => {
-      const vid = Number(id / BigInt(SLOTS));
+      const vid = productOf(id);
       if (!best.has(vid)) best.set(vid, hits.scores[i]);
     });
     return [...best.entries()].slice(0, k).map(([vid, score]) => ({ vid, score }));
@@ -329,6 +329,12 @@ export class EmbeddedCollectionStore implements CollectionStore {
   }
 }
 
+/** The ids of a product's first `n` vectors (the encoding vid * SLOTS + slot; productOf inverts it). */
 function vectorIds(vid: number, n: number): bigint[] {
   return Array.from({ length: n }, (_, slot) => BigInt(vid) * BigInt(SLOTS) + BigInt(slot));
+}
+
+/** The product (row vid) a vector id belongs to. */
+function productOf(id: bigint): number {
+  return Number(id / BigInt(SLOTS));
 }

@@ -33,7 +33,7 @@
 import { createHash } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import { QrankError, invalid } from '../errors';
-import type { IndexOptions } from '../vector-index';
+import { type IndexOptions, MAX_SEARCH_K } from '../vector-index';
 import type { FilterTerm } from './filters';
 import { type KeywordBuildProgress, BUILD_BATCH, KEYWORD_ANALYZER_VERSION, MAX_KEYWORD_POSTINGS, type KeywordSpec } from './keyword-index';
 import { keywordTerms } from './keyword-text';
@@ -42,8 +42,8 @@ import { DDL_LOCK, PgDb } from './pg-db';
 import { pgFilter, withoutNul } from './pg-filters';
 import type { CollectionStore, Hit, PendingRow, PrepareOptions, ProductRow, Settlement, Store, StoredState, WriteItem } from './store';
 
-/** Candidates one vector query returns at most (products x their vectors). */
-const MAX_VECTOR_ROWS = 100_000;
+/** Candidates one vector query returns at most (products x their vectors): the embedded store's bound. */
+const MAX_VECTOR_ROWS = MAX_SEARCH_K;
 /** pgvector's largest hnsw.ef_search. */
 const MAX_EF_SEARCH = 1000;
 /** Postgres' longest lexeme, in bytes (longer terms are left out of the keyword index). */
