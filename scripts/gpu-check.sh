@@ -293,24 +293,45 @@ torch_ref() {
   torch_qwen3 "$1" --model "$2" "$TORCH_INPUTS" "$3" --out "$4" --device "$TORCH_DEVICE" --dtype "$5" --attn sdpa
 }
 
-step_ref_reranker() {
-  local model=$M/$SIZE-reranker.gguf
+# model_ready ROLE [SHAPE [SECONDS]]: qrank_bench is built and the synthetic model generated (a dry run
+# does not wait); status 77 (skipped) without the binary, 1 without the model.
+model_ready() {
+  local shape=${2:-$SIZE}
   need "$BENCH" "qrank_bench" || return 77
-  [ "$DRY" = 1 ] || wait_model reranker "$SIZE" || { say "the $SIZE reranker was not generated"; return 1; }
+  [ "$DRY" = 1 ] || wait_model "$1" "$shape" ${3:+"$3"} || { say "the $shape $1 was not generated"; return 1; }
+}
+
+# torch_ready: the PyTorch reference is there; sets TORCH_INPUTS for torch_ref.
+torch_ready() {
   [ -f "$TORCH_QWEN3" ] || { say "no $TORCH_QWEN3 (the PyTorch reference)"; return 1; }
   TORCH_INPUTS=$(torch_inputs_flag)
-  python3 scripts/gpu_check.py pairs --n "$PAIRS" --queries "$PAIR_QUERIES" --seed "$SEED" --out "$IO/pairs.json"
-  engine_inputs reranker "$model" "$IO/pairs.json" "$IO/pairs.out.json" --dump-tokens "$IO/pairs.tokens.json" || return 1
-  torch_ref score "$model" "$IO/pairs.tokens.json" "$IO/pairs.torch32.json" float32 || { say "torch_qwen3.py score (float32) failed"; return 1; }
-  torch_ref score "$model" "$IO/pairs.tokens.json" "$IO/pairs.torch16.json" bfloat16 || echo "torch bf16 failed: compared with float32 only"
-  check check-ref --name ref-reranker --role reranker --engine "$IO/pairs.out.json" --ref "$IO/pairs.torch32.json" \
-    --ref-bf16 "$IO/pairs.torch16.json" --inputs "$IO/pairs.json" --model "$model" --result "$R/ref-reranker.json"
+}
+
+step_ref() {  # role: the engine on fresh random inputs against torch_qwen3.py (float32; bf16 beside it)
+  local role=$1 model=$M/$SIZE-$1.gguf in task
+  model_ready "$role" || return $?
+  torch_ready || return 1
+  if [ "$role" = reranker ]; then
+    in=$IO/pairs task=score
+    python3 scripts/gpu_check.py pairs --n "$PAIRS" --queries "$PAIR_QUERIES" --seed "$SEED" --out "$in.json"
+    engine_inputs reranker "$model" "$in.json" "$in.out.json" --dump-tokens "$in.tokens.json" || return 1
+  else
+    in=$IO/texts task=embed
+    python3 scripts/gpu_check.py texts --n "$TEXTS" --dimensions "$DIMS" --seed "$SEED" --out "$in.json"
+    engine_inputs embedder "$model" "$in.json" "$in.out.json" --dump-tokens "$in.tokens-all.json" || return 1
+    # the second half repeats the first with `dimensions`: the reference runs the first half
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['sequences']; json.dump(dict(sequences=s[:len(s)//2]), open(sys.argv[2],'w'))" \
+      "$in.tokens-all.json" "$in.tokens.json"
+  fi
+  torch_ref "$task" "$model" "$in.tokens.json" "$in.torch32.json" float32 || { say "torch_qwen3.py $task (float32) failed"; return 1; }
+  torch_ref "$task" "$model" "$in.tokens.json" "$in.torch16.json" bfloat16 || echo "torch bf16 failed: compared with float32 only"
+  check check-ref --name "ref-$role" --role "$role" --engine "$in.out.json" --ref "$in.torch32.json" \
+    --ref-bf16 "$in.torch16.json" --inputs "$in.json" --model "$model" --result "$R/ref-$role.json"
 }
 
 step_same() {  # role: grouped calls (prefix reuse, packing) against one input per call, one at a time
   local role=$1 model=$M/$SIZE-$1.gguf inputs
-  need "$BENCH" "qrank_bench" || return 77
-  [ "$DRY" = 1 ] || wait_model "$role" "$SIZE" || { say "the $SIZE $role was not generated"; return 1; }
+  model_ready "$role" || return $?
   if [ "$role" = reranker ]; then
     inputs=$IO/pairs-same.json
     python3 scripts/gpu_check.py pairs --n 192 --queries 12 --seed $((SEED + 1)) --out "$inputs"
@@ -324,27 +345,10 @@ step_same() {  # role: grouped calls (prefix reuse, packing) against one input p
     --model "$model" --result "$R/same-$role.json"
 }
 
-step_ref_embedder() {
-  local model=$M/$SIZE-embedder.gguf
-  need "$BENCH" "qrank_bench" || return 77
-  [ "$DRY" = 1 ] || wait_model embedder "$SIZE" || { say "the $SIZE embedder was not generated"; return 1; }
-  [ -f "$TORCH_QWEN3" ] || { say "no $TORCH_QWEN3 (the PyTorch reference)"; return 1; }
-  TORCH_INPUTS=$(torch_inputs_flag)
-  python3 scripts/gpu_check.py texts --n "$TEXTS" --dimensions "$DIMS" --seed "$SEED" --out "$IO/texts.json"
-  engine_inputs embedder "$model" "$IO/texts.json" "$IO/texts.out.json" --dump-tokens "$IO/texts.tokens-all.json" || return 1
-  # the second half repeats the first with `dimensions`: the reference runs the first half
-  python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['sequences']; json.dump(dict(sequences=s[:len(s)//2]), open(sys.argv[2],'w'))" \
-    "$IO/texts.tokens-all.json" "$IO/texts.tokens.json"
-  torch_ref embed "$model" "$IO/texts.tokens.json" "$IO/texts.torch32.json" float32 || { say "torch_qwen3.py embed (float32) failed"; return 1; }
-  torch_ref embed "$model" "$IO/texts.tokens.json" "$IO/texts.torch16.json" bfloat16 || echo "torch bf16 failed"
-  check check-ref --name ref-embedder --role embedder --engine "$IO/texts.out.json" --ref "$IO/texts.torch32.json" \
-    --ref-bf16 "$IO/texts.torch16.json" --inputs "$IO/texts.json" --model "$model" --result "$R/ref-embedder.json"
-}
 
 step_bench_qrank() {  # size [number of shapes]
   local size=$1 model=$M/$1-reranker.gguf
-  need "$BENCH" "qrank_bench" || return 77
-  [ "$DRY" = 1 ] || wait_model reranker "$size" 300 || { say "the $size reranker was not generated"; return 1; }
+  model_ready reranker "$size" 300 || return $?
   # shellcheck disable=SC2046
   bench --model "$model" --device "$DEVICE" $(shape_flags "${2:-}") --repeat "$REPEAT" --latency-runs "$LATENCY_RUNS" \
     --seed "$SEED" --dump-prompts "$IO/prompts-$size.tsv" > "$IO/bench-qrank-$size.json" || {
@@ -466,9 +470,9 @@ run_step kernels step_kernels
 run_step golden-reranker step_golden reranker
 run_step golden-causal step_golden causal
 run_step golden-embedder step_golden embedder
-run_step ref-reranker step_ref_reranker
+run_step ref-reranker step_ref reranker
 run_step same-reranker step_same reranker
-run_step ref-embedder step_ref_embedder
+run_step ref-embedder step_ref embedder
 run_step same-embedder step_same embedder
 run_step "bench-qrank-$SIZE" step_bench_qrank "$SIZE"
 run_step "bench-torch-$SIZE" step_bench_torch "$SIZE"

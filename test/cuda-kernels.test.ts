@@ -34,4 +34,15 @@ describe.skipIf(!built)(`CUDA kernels${built ? '' : ` (skipped: no ${bin}; run n
     expect(run.status, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^PASS: 0 check\(s\) failed$/m);
   }, 120_000);
+
+  it('refuse an argument they do not know (exit 2, the flags named) instead of reading it as a seed, GPU or not', () => {
+    for (const [program, own] of [['qrank_kernel_check', '--small'], ['qrank_vector_check', '--budget VALUE']] as const) {
+      const path = join(buildDir, program);
+      expect(existsSync(path), path).toBe(true);
+      const run = spawnSync(path, ['--smal'], { encoding: 'utf8', timeout: 30_000 });
+      expect(run.status, run.stdout + run.stderr).toBe(2);
+      expect(run.stderr).toContain("unknown argument '--smal'");
+      expect(run.stderr).toContain(own);
+    }
+  });
 });

@@ -57,35 +57,32 @@ class Event {
   cudaEvent_t event_ = nullptr;
 };
 
-// Device memory from the stream-ordered allocator, 256-byte aligned (what cuBLASLt's heuristics
-// assume; the allocation takes 256 bytes more so that the alignment holds whatever the pool gives).
-class DeviceBuffer {
+// What DeviceBuffer and PinnedBuffer share: move-only ownership of one allocation as the allocator
+// gave it (`raw`, released by Free), the pointer handed out (raw rounded up to kAlignment) and its
+// size in bytes.
+template <class Free>
+class OwnedMemory {
  public:
   static constexpr size_t kAlignment = 256;
 
-  DeviceBuffer() = default;
-  DeviceBuffer(size_t bytes, cudaStream_t stream) : stream_(stream), bytes_(bytes) {
-    check_cuda(cudaMallocAsync(&raw_, bytes + kAlignment, stream), ("cannot allocate " + std::to_string(bytes >> 20) + " MiB on the device").c_str());
-    const uintptr_t p = reinterpret_cast<uintptr_t>(raw_);
-    ptr_ = reinterpret_cast<void*>((p + kAlignment - 1) / kAlignment * kAlignment);
-  }
-  ~DeviceBuffer() { reset(); }
-  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  OwnedMemory() = default;
+  ~OwnedMemory() { reset(); }
+  OwnedMemory(OwnedMemory&& o) noexcept { *this = std::move(o); }
+  OwnedMemory& operator=(OwnedMemory&& o) noexcept {
     if (this != &o) {
       reset();
       std::swap(raw_, o.raw_);
       std::swap(ptr_, o.ptr_);
-      std::swap(stream_, o.stream_);
       std::swap(bytes_, o.bytes_);
+      std::swap(free_, o.free_);
     }
     return *this;
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  OwnedMemory(const OwnedMemory&) = delete;
+  OwnedMemory& operator=(const OwnedMemory&) = delete;
 
   void reset() {
-    if (raw_) cudaFreeAsync(raw_, stream_);
+    if (raw_) free_(raw_);
     raw_ = ptr_ = nullptr;
     bytes_ = 0;
   }
@@ -95,46 +92,54 @@ class DeviceBuffer {
     return reinterpret_cast<T*>(static_cast<uint8_t*>(ptr_) + offset);
   }
 
+ protected:
+  OwnedMemory(void* raw, size_t bytes, Free free)
+      : raw_(raw), ptr_(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kAlignment - 1) / kAlignment * kAlignment)),
+        bytes_(bytes), free_(free) {}
+
  private:
   void* raw_ = nullptr;
   void* ptr_ = nullptr;
-  cudaStream_t stream_ = nullptr;
   size_t bytes_ = 0;
+  Free free_{};
 };
 
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes) : bytes_(bytes) {
-    check_cuda(cudaMallocHost(&ptr_, bytes > 0 ? bytes : 1), ("cannot allocate " + std::to_string(bytes >> 20) + " MiB of pinned host memory").c_str());
-  }
-  ~PinnedBuffer() { reset(); }
-  PinnedBuffer(PinnedBuffer&& o) noexcept { *this = std::move(o); }
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      reset();
-      std::swap(ptr_, o.ptr_);
-      std::swap(bytes_, o.bytes_);
-    }
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+struct StreamFree {
+  cudaStream_t stream = nullptr;
+  void operator()(void* p) const { cudaFreeAsync(p, stream); }
+};
 
-  void reset() {
-    if (ptr_) cudaFreeHost(ptr_);
-    ptr_ = nullptr;
-    bytes_ = 0;
-  }
-  size_t bytes() const { return bytes_; }
-  template <typename T = void>
-  T* at(size_t offset = 0) const {
-    return reinterpret_cast<T*>(static_cast<uint8_t*>(ptr_) + offset);
-  }
+struct PinnedFree {
+  void operator()(void* p) const { cudaFreeHost(p); }
+};
+
+// Device memory from the stream-ordered allocator, 256-byte aligned (what cuBLASLt's heuristics
+// assume; the allocation takes 256 bytes more so that the alignment holds whatever the pool gives).
+class DeviceBuffer : public OwnedMemory<StreamFree> {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(size_t bytes, cudaStream_t stream) : OwnedMemory(allocate(bytes, stream), bytes, StreamFree{stream}) {}
 
  private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
+  static void* allocate(size_t bytes, cudaStream_t stream) {
+    void* raw = nullptr;
+    check_cuda(cudaMallocAsync(&raw, bytes + kAlignment, stream), ("cannot allocate " + std::to_string(bytes >> 20) + " MiB on the device").c_str());
+    return raw;
+  }
+};
+
+// Page-locked host memory (cudaMallocHost's pages are aligned already).
+class PinnedBuffer : public OwnedMemory<PinnedFree> {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes) : OwnedMemory(allocate(bytes), bytes, PinnedFree{}) {}
+
+ private:
+  static void* allocate(size_t bytes) {
+    void* raw = nullptr;
+    check_cuda(cudaMallocHost(&raw, bytes > 0 ? bytes : 1), ("cannot allocate " + std::to_string(bytes >> 20) + " MiB of pinned host memory").c_str());
+    return raw;
+  }
 };
 
 }  // namespace qrank::cuda

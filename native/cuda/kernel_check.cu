@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/check_main.h"
 #include "cuda/forward.h"
 #include "cuda/gemm.h"
 #include "cuda/host/batch_plan.h"
@@ -980,25 +981,12 @@ int bench(const char* json_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("no CUDA device: nothing checked\n");
-    return 77;
-  }
-  unsigned long long seed = static_cast<unsigned long long>(std::time(nullptr));
-  bool timing = false;
-  const char* json_path = nullptr;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--small") == 0) {
-      small = true;
-    } else if (std::strcmp(argv[i], "--bench") == 0) {
-      timing = true;
-    } else if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
-      json_path = argv[++i];
-    } else {
-      seed = std::strtoull(argv[i], nullptr, 10);
-    }
-  }
+  gpu_check::Options options;
+  if (!gpu_check::parse(argc, argv, {{"--small", false, [](const char*) { small = true; }}}, options)) return 2;
+  if (!gpu_check::have_device()) return 77;
+  const unsigned long long seed = options.seed;
+  const bool timing = options.bench;
+  const char* json_path = options.json;
   rng.seed(seed);
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));

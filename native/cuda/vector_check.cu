@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "../../bench/ann_data.h"
+#include "cuda/check_main.h"
 #include "cuda/vector_gpu.h"
 #include "qrank/error.h"
 
@@ -358,30 +359,18 @@ int bench(size_t n, double budget, const char* json_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("no CUDA device: nothing checked\n");
-    return 77;
-  }
-  unsigned long long seed = static_cast<unsigned long long>(std::time(nullptr));
-  bool timing = false;
-  const char* json_path = nullptr;
   size_t n = 1000000;
   double budget = 80;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--bench") == 0) {
-      timing = true;
-    } else if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
-      json_path = argv[++i];
-      timing = true;
-    } else if (std::strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
-      n = std::strtoull(argv[++i], nullptr, 10);
-    } else if (std::strcmp(argv[i], "--budget") == 0 && i + 1 < argc) {
-      budget = std::strtod(argv[++i], nullptr);
-    } else {
-      seed = std::strtoull(argv[i], nullptr, 10);
-    }
-  }
+  gpu_check::Options options;
+  const std::vector<gpu_check::Flag> own = {
+      {"--n", true, [&](const char* v) { n = std::strtoull(v, nullptr, 10); }},
+      {"--budget", true, [&](const char* v) { budget = std::strtod(v, nullptr); }},
+  };
+  if (!gpu_check::parse(argc, argv, own, options)) return 2;
+  if (!gpu_check::have_device()) return 77;
+  const unsigned long long seed = options.seed;
+  const bool timing = options.bench || options.json != nullptr;  // --json implies the benchmark
+  const char* json_path = options.json;
   rng.seed(seed);
   std::printf("qrank_vector_check: seed %llu\n", seed);
   try {
