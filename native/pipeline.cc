@@ -29,35 +29,35 @@ class PromptJob : public Job {
   PromptJob(const Model& model, EngineOutput output, size_t max_length, InputLimit limit, const char* what, Callback done)
       : output_(output), max_length_(max_length), model_(model), limit_(limit), what_(what), done_(std::move(done)) {}
 
-  // Input i after the caller's limit: the input's own tokens, tokenised alone as Pipeline::tokenize
-  // does, at most limit.max_tokens. Returns `text` itself, or the text of its first max_tokens tokens
-  // in `storage`; throws kInputTooLong when the caller refused cuts. Only a text of more bytes than
-  // the limit can have more tokens.
-  const std::string& limited(const std::string& text, size_t i, std::string& storage) {
-    cut_ = false;
-    if (limit_.max_tokens == 0 || text.size() <= limit_.max_tokens) return text;
-    Tokens t = model_.tokenize(text, true);
-    if (t.size() <= limit_.max_tokens) return text;
-    if (!limit_.cut) {
-      throw Error(ErrorCode::kInputTooLong, std::string(what_) + "[" + std::to_string(i) + "] is " + std::to_string(t.size()) +
-                                                " tokens, more than the limit of " + std::to_string(limit_.max_tokens) +
-                                                "; shorten it or let it be cut (truncate: true)");
+  // The prompt of input i: the input cut to the caller's limit (its own tokens, tokenised alone as
+  // Pipeline::tokenize does, at most limit.max_tokens; only a text of more bytes than the limit can
+  // have more tokens), given to `make` (the recipe), counted for the Outcome. Throws kInputTooLong
+  // where the caller refused cuts and the limit or the model's context would cut.
+  template <typename Make>
+  Prompt prompt(const std::string& input, size_t i, const Make& make) {
+    std::string storage;
+    const std::string* text = &input;
+    if (limit_.max_tokens > 0 && input.size() > limit_.max_tokens) {
+      Tokens t = model_.tokenize(input, true);
+      if (t.size() > limit_.max_tokens) {
+        if (!limit_.cut) {
+          throw Error(ErrorCode::kInputTooLong, std::string(what_) + "[" + std::to_string(i) + "] is " + std::to_string(t.size()) +
+                                                    " tokens, more than the limit of " + std::to_string(limit_.max_tokens) +
+                                                    "; shorten it or let it be cut (truncate: true)");
+        }
+        t.resize(limit_.max_tokens);
+        storage = model_.detokenize(t);
+        text = &storage;
+      }
     }
-    t.resize(limit_.max_tokens);
-    storage = model_.detokenize(t);
-    cut_ = true;
-    return storage;
-  }
-
-  // Counts the prompt of input i (made from what limited() returned); a prompt the context cut is
-  // refused for a caller who refused cuts.
-  void admit(const Prompt& p, size_t i) {
+    Prompt p = make(*text);
     if (!limit_.cut && p.truncated) {
       throw Error(ErrorCode::kInputTooLong, std::string(what_) + "[" + std::to_string(i) + "] does not fit the model's context of " +
                                                 std::to_string(max_length_) + " tokens (maxLength) with its template; shorten it or let it be cut (truncate: true)");
     }
-    truncated_ += p.truncated || cut_ ? 1 : 0;
+    truncated_ += p.truncated || text == &storage ? 1 : 0;
     counts_.push_back(static_cast<int32_t>(p.tokens.size()));
+    return p;
   }
 
   // The job's result from the engine's outputs (finish adds the counts).
@@ -81,7 +81,6 @@ class PromptJob : public Job {
   Callback done_;
   std::vector<int32_t> counts_;
   uint32_t truncated_ = 0;
-  bool cut_ = false;  // the last input limited() returned was cut
 };
 
 // Relevance scores for (query, document) pairs. Each distinct query is tokenised once; a job
@@ -104,9 +103,7 @@ class ScoreJob final : public PromptJob {
     for (size_t i = 0; i < pairs_.size(); ++i) {
       check_stop(stop, *this);
       const QueryPrompt& q = queries.at(pairs_[i].query);
-      std::string storage;
-      Prompt p = recipe_.tokens(q, limited(pairs_[i].document, i, storage), max_length_);
-      admit(p, i);
+      Prompt p = prompt(pairs_[i].document, i, [&](const std::string& document) { return recipe_.tokens(q, document, max_length_); });
       const int32_t shared = queries.size() == 1 ? p.shared : std::min(p.shared, q.fixed);
       add_sequence(std::move(p.tokens), shared > 0 ? 0 : -1, shared);
     }
@@ -148,9 +145,7 @@ class EmbedJob final : public PromptJob {
     const Tokens common = texts_.size() > 1 ? recipe_.common_prefix(kind_, instruction_) : Tokens{};
     for (size_t i = 0; i < texts_.size(); ++i) {
       check_stop(stop, *this);
-      std::string storage;
-      Prompt p = recipe_.tokens(limited(texts_[i], i, storage), kind_, instruction_, max_length_);
-      admit(p, i);
+      Prompt p = prompt(texts_[i], i, [&](const std::string& text) { return recipe_.tokens(text, kind_, instruction_, max_length_); });
       // the recipe's claim is checked: a prompt that does not begin with it shares nothing
       const bool shares = !common.empty() && p.tokens.size() > common.size() &&
                           std::equal(common.begin(), common.end(), p.tokens.begin());

@@ -10,10 +10,8 @@ import { SHOP_MAPPING } from '../../search/demo-catalog';
 import { type CliIO, UsageError } from '../io';
 import { keywordBuildBar, loadModels, progressBar, storeOf, storeOption, withModelOptions } from '../shared';
 
-const DEFAULT_MAPPING: Mapping = SHOP_MAPPING;
-
 function mappingFrom(flag: string | undefined): Mapping {
-  if (!flag) return DEFAULT_MAPPING;
+  if (!flag) return SHOP_MAPPING;
   try {
     return JSON.parse(flag.trim().startsWith('{') ? flag : readFileSync(flag, 'utf8')) as Mapping;
   } catch (err) {
